@@ -1,0 +1,1 @@
+"""Turning clean recordings into sharded training corpora of distorted/clean pairs."""

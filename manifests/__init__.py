@@ -1,0 +1,1 @@
+"""The on-disk contract between datagen (writer) and training (reader): shards, manifests, cards."""

@@ -1,0 +1,56 @@
+"""Shared fixtures: music-like signals from the demo guitar, and the sox binary as an oracle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from datagen.demo import demo_guitar
+
+
+@pytest.fixture(scope="session")
+def guitar() -> np.ndarray:
+    """Three seconds of the synthetic guitar at 16 kHz, shape (1, 48000), float32, peak 0.9."""
+    return demo_guitar(3.0, 16000, seed=7, peak=0.9)
+
+
+@pytest.fixture(scope="session")
+def stereo_guitar() -> np.ndarray:
+    """Two different guitar takes as left/right channels, shape (2, 32000), float32."""
+    left = demo_guitar(2.0, 16000, seed=11, peak=0.8)
+    right = demo_guitar(2.0, 16000, seed=12, peak=0.6)
+    return np.concatenate([left, right])
+
+
+@pytest.fixture(scope="session")
+def sox_binary() -> str:
+    """Path of the sox binary. Missing sox skips the oracle tests locally but fails them in CI."""
+    path = shutil.which("sox")
+    if path is None:
+        message = "the sox binary (Debian package 'sox') is needed for the SoX parity tests"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture()
+def run_sox(sox_binary: str, tmp_path: Path):
+    """run_sox(x, *effect) -> SoX's float32 output for x (channels, samples) at 16 kHz."""
+
+    def run(x: np.ndarray, *effect: str) -> np.ndarray:
+        source, target = tmp_path / "in.wav", tmp_path / "out.wav"
+        sf.write(source, x.T, 16000, subtype="FLOAT")
+        subprocess.run([sox_binary, "-D", str(source), "-e", "floating-point", "-b", "32", str(target),
+                        *effect], check=True, capture_output=True)
+        out, rate = sf.read(target, dtype="float32", always_2d=True)
+        assert rate == 16000
+        return out.T
+
+    return run

@@ -1,0 +1,1 @@
+"""Training, evaluating and running distortion-removal models on datagen corpora."""
