@@ -17,14 +17,20 @@ def _pair(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.n
     return reference, estimate
 
 
+def _energy(x: np.ndarray) -> float:
+    # numpy's pairwise sum, not np.dot: BLAS splits a dot product across however many threads it has,
+    # which changes the last bits, and datagen records these values in files that must be byte-identical.
+    return float(np.sum(x * x))
+
+
 def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     """Plain SDR in dB, 10·log10(‖s‖² / ‖s − ŝ‖²), over all channels; +inf when identical.
 
     This is the input SDR the paper and the declipping survey use to set clipping levels.
     """
     s, s_hat = _pair(reference, estimate)
-    error = float(np.dot(s - s_hat, s - s_hat))
-    return float("inf") if error == 0.0 else 10.0 * np.log10(float(np.dot(s, s)) / error)
+    error = _energy(s - s_hat)
+    return float("inf") if error == 0.0 else 10.0 * np.log10(_energy(s) / error)
 
 
 def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -33,7 +39,7 @@ def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     The reference is scaled by α = ⟨ŝ, s⟩ / ‖s‖² so that the residual is orthogonal to it.
     """
     s, s_hat = _pair(reference, estimate)
-    alpha = float(np.dot(s_hat, s)) / float(np.dot(s, s))
+    alpha = float(np.sum(s_hat * s)) / _energy(s)
     target = alpha * s
-    error = float(np.dot(target - s_hat, target - s_hat))
-    return float("inf") if error == 0.0 else 10.0 * np.log10(float(np.dot(target, target)) / error)
+    error = _energy(target - s_hat)
+    return float("inf") if error == 0.0 else 10.0 * np.log10(_energy(target) / error)

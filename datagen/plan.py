@@ -1,0 +1,154 @@
+"""Planning: (config, sources) -> an ordered list of ShardSpecs. Pure: no audio is read here.
+
+Everything random is addressed by key (see :class:`datagen.config.Sweep`), shards are filled in a
+fixed order (split, source id, segment, variant), and each ShardSpec names its output file, so
+rendering any subset of specs, in any order, on any machine, gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from effects import get_effect
+from manifests import shard_relpath, slugify, stable_digest, validate_key
+
+from .config import CODECS, BuildConfig
+from .sources import SourceFile, segment_starts
+from .splits import SPLITS, assign_splits
+
+#: Bytes added to each example's size estimate for tar headers and the JSON member.
+_EXAMPLE_OVERHEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ExampleSpec:
+    """One example to render: a segment of a source and the effect parameters of one variant."""
+
+    key: str
+    source_id: str
+    segment_index: int
+    start_seconds: float
+    variant: int
+    parameters: tuple[tuple[str, float], ...]  # resolved and validated, sorted by name
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The part of the config every shard needs to render its examples."""
+
+    sample_rate: int
+    keep_channels: bool
+    segment_seconds: float
+    silence_db: float
+    effect: str
+    dry_gain: float
+    online: bool
+    codec: str
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One output shard: its relative path and the examples it holds, with their sources."""
+
+    split: str
+    index: int
+    relpath: str
+    sources: tuple[SourceFile, ...]
+    examples: tuple[ExampleSpec, ...]
+    settings: RenderSettings
+
+    def digest(self) -> str:
+        """A content hash of everything that decides this shard's bytes (for resuming)."""
+        payload = json.dumps({"relpath": self.relpath, "settings": self.settings.__dict__ | {"strict": False},
+                              "sources": [s.__dict__ for s in self.sources],
+                              "examples": [e.__dict__ for e in self.examples]}, sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class _ShardFiller:
+    """Fills one split's shards in order, starting a new one when the count or size cap is reached."""
+
+    def __init__(self, config: BuildConfig, split: str, settings: RenderSettings) -> None:
+        self.config, self.split, self.settings = config, split, settings
+        self.index = 0
+        self.examples: list[ExampleSpec] = []
+        self.sources: dict[str, SourceFile] = {}
+        self.size_bytes = 0
+
+    def add(self, example: ExampleSpec, source: SourceFile, size_bytes: int, specs: list[ShardSpec]) -> None:
+        cap = self.config.shard_max_examples
+        if self.examples and ((cap and len(self.examples) >= cap)
+                              or self.size_bytes + size_bytes > self.config.shard_max_bytes):
+            self.close(specs)
+        self.examples.append(example)
+        self.sources[source.source_id] = source
+        self.size_bytes += size_bytes
+
+    def close(self, specs: list[ShardSpec]) -> None:
+        if self.examples:
+            relpath = shard_relpath(self.config.name, self.split, self.index)
+            specs.append(ShardSpec(self.split, self.index, relpath, tuple(self.sources.values()),
+                                   tuple(self.examples), self.settings))
+            self.index += 1
+        self.examples, self.sources, self.size_bytes = [], {}, 0
+
+
+def source_key(source_id: str) -> str:
+    """The key prefix of a source: readable slug plus a digest, so different ids never collide."""
+    return f"{slugify(source_id)[-40:].strip('-') or 'x'}-{stable_digest(source_id, 6)}"
+
+
+def split_groups(config: BuildConfig, sources: list[SourceFile]) -> dict[str, str]:
+    """group_id -> split, honouring a frozen assignment and a layout's own split unless --resplit."""
+    groups = sorted({s.group_id for s in sources})
+    native = None
+    if not config.resplit:
+        native = {s.group_id: s.native_split for s in sources if s.native_split}
+    return assign_splits(groups, config.split_ratios, config.split_salt, native=native or None,
+                         frozen=dict(config.split_assignment) or None)
+
+
+def plan(config: BuildConfig, sources: list[SourceFile], strict: bool = False) -> tuple[list[ShardSpec], dict]:
+    """Turn the config and the (sorted) sources into ShardSpecs, and a summary of the plan.
+
+    Returns ``(specs, info)`` where info has the split assignment ({group: split}) and the planned
+    segment counts and durations per split.
+    """
+    effect = get_effect(config.effect)
+    sweep = config.effect_sweep
+    extra_args = dict(config.effect_args)
+    settings = RenderSettings(config.sample_rate, config.keep_channels, config.segment_seconds, config.silence_db,
+                              config.effect, config.dry_gain, config.online, config.codec, strict)
+    assignment = split_groups(config, sources)
+    _, _, _, bytes_per_sample = CODECS[config.codec]
+    channels_of = (lambda s: s.channels) if config.keep_channels else (lambda s: 1)
+    files_per_example = 1 if config.online else 2
+    segment_frames = round(config.segment_seconds * config.sample_rate)
+
+    specs: list[ShardSpec] = []
+    summary = {split: {"segments": 0, "examples": 0, "seconds_in": 0.0} for split in SPLITS}
+    for split in SPLITS:
+        shard = _ShardFiller(config, split, settings)
+        for source in sorted((s for s in sources if assignment[s.group_id] == split), key=lambda s: s.source_id):
+            prefix = source_key(source.source_id)
+            example_bytes = files_per_example * segment_frames * channels_of(source) * bytes_per_sample
+            example_bytes += _EXAMPLE_OVERHEAD_BYTES
+            for segment_index, start in enumerate(segment_starts(source.duration_seconds, config.segment_seconds)):
+                segment_key = f"{prefix}-s{segment_index:05d}"
+                values = sweep.values_for(segment_key, config.seed)
+                if config.online:
+                    values = values[:1]  # clean-only: one example per segment
+                summary[split]["segments"] += 1
+                summary[split]["seconds_in"] += config.segment_seconds
+                for variant, value in enumerate(values):
+                    # Online datasets hold clean audio only: the effect is drawn at training time.
+                    parameters = {} if config.online else effect.resolve({**extra_args, effect.primary: value})
+                    key = validate_key(f"{segment_key}-v{variant:02d}")
+                    shard.add(ExampleSpec(key, source.source_id, segment_index, float(start), variant,
+                                          tuple(sorted(parameters.items()))), source, example_bytes, specs)
+                    summary[split]["examples"] += 1
+        shard.close(specs)
+    return specs, {"assignment": assignment, "planned": summary}

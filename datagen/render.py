@@ -1,0 +1,161 @@
+"""Rendering one ShardSpec into one shard file: a pure function of the spec.
+
+Loads each segment once, renders its variants, encodes input and target, measures the input SDR,
+and writes the shard atomically. Returns the manifest rows, so the caller never re-reads the audio.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from effects import get_effect, mix, sdr_db, si_sdr_db
+from manifests import ShardMember, pcm_sha256, write_shard
+
+from .audio_io import AudioFileError
+from .config import CODECS
+from .plan import ExampleSpec, ShardSpec
+from .sources import SourceFile, is_near_silent, load_region
+
+#: Integer codecs clip at full scale; pairs louder than this are scaled down together (see _fit_full_scale).
+_FULL_SCALE = 1.0 - 2.0**-23
+
+
+@dataclass
+class ShardResult:
+    """What rendering one shard produced: its file, manifest rows, and what was dropped or skipped."""
+
+    relpath: str
+    sha256: str
+    size_bytes: int
+    rows: list[dict]
+    silent_segments: int = 0
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"} of sources that failed to load
+    seconds_in: float = 0.0
+    seconds_out: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def encode(audio: np.ndarray, sample_rate: int, codec: str) -> tuple[bytes, np.ndarray]:
+    """Encode (channels, samples) float32 audio; returns the bytes and the audio as a decoder sees it."""
+    container, subtype, _, _ = CODECS[codec]
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.T, sample_rate, format=container, subtype=subtype)
+    data = buffer.getvalue()
+    decoded, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return data, np.ascontiguousarray(decoded.T)
+
+
+def _fit_full_scale(noisy: np.ndarray, clean: np.ndarray, codec: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scale a pair down together when an integer codec would clip it (e.g. wet + dry above 1).
+
+    Both signals get the same factor, so the pair still describes the same distortion; the factor is
+    recorded in the manifest's extras as ``level_scale``.
+    """
+    if CODECS[codec][1] == "FLOAT":
+        return noisy, clean, 1.0
+    peak = max(float(np.abs(noisy).max(initial=0.0)), float(np.abs(clean).max(initial=0.0)))
+    if peak <= _FULL_SCALE:
+        return noisy, clean, 1.0
+    scale = _FULL_SCALE / peak
+    return (noisy * np.float32(scale)).astype(np.float32), (clean * np.float32(scale)).astype(np.float32), scale
+
+
+def _row(spec: ShardSpec, example: ExampleSpec, source: SourceFile, parameters: dict, extras: dict,
+         measured: tuple[float | None, float | None], input_pcm: str | None, target_pcm: str, channels: int) -> dict:
+    settings = spec.settings
+    return {
+        "key": example.key, "split": spec.split, "shard": spec.relpath, "source_id": source.source_id,
+        "source_path": source.source_id, "group_id": source.group_id, "segment_index": example.segment_index,
+        "start_seconds": example.start_seconds, "duration_seconds": settings.segment_seconds,
+        "sample_rate": settings.sample_rate, "channels": channels,
+        "effect": "none" if settings.online else settings.effect,
+        "parameters": json.dumps(parameters, sort_keys=True), "extras": json.dumps(extras, sort_keys=True),
+        "dry_gain": settings.dry_gain, "input_sdr_db": measured[0], "input_si_sdr_db": measured[1],
+        "input_pcm_sha256": input_pcm, "target_pcm_sha256": target_pcm, "codec": settings.codec,
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    # Rounded to 1e-9 dB: far below any meaningful difference, and it keeps the recorded text stable
+    # should a future numpy sum in another order.
+    return round(value, 9) if np.isfinite(value) else None
+
+
+def render_shard(spec: ShardSpec, out_dir: str | Path) -> ShardResult:
+    """Render ``spec`` into ``out_dir / spec.relpath``; returns its checksum and manifest rows.
+
+    Sources that cannot be loaded are skipped (listed in the result) unless the settings are strict,
+    in which case the AudioFileError propagates. Near-silent segments are dropped and counted.
+    """
+    started = time.perf_counter()
+    settings = spec.settings
+    effect = get_effect(settings.effect)
+    _, _, extension, _ = CODECS[settings.codec]
+    sources = {s.source_id: s for s in spec.sources}
+    members: list[ShardMember] = []
+    rows: list[dict] = []
+    result = ShardResult(spec.relpath, "", 0, rows)
+    failed: set[str] = set()
+    clean = None
+    loaded = None  # (source_id, segment_index) of `clean`, shared by a segment's variants
+    silent = False
+    for example in spec.examples:
+        source = sources[example.source_id]
+        if source.source_id in failed:
+            continue
+        if loaded != (source.source_id, example.segment_index):
+            loaded = (source.source_id, example.segment_index)
+            try:
+                clean = load_region(source, example.start_seconds, settings.segment_seconds, settings.sample_rate,
+                                    settings.keep_channels)
+            except AudioFileError as error:
+                if settings.strict:
+                    raise
+                failed.add(source.source_id)
+                result.skipped.append({"path": source.source_id, "reason": str(error)})
+                continue
+            silent = is_near_silent(clean, settings.silence_db)
+            if silent:
+                result.silent_segments += 1
+            else:
+                result.seconds_in += settings.segment_seconds
+        if silent:
+            continue
+        parameters = dict(example.parameters)
+        channels = clean.shape[0]
+        if settings.online:
+            target_bytes, target_decoded = encode(clean, settings.sample_rate, settings.codec)
+            files = {f"target.{extension}": target_bytes}
+            extras: dict = {}
+            measured: tuple[float | None, float | None] = (None, None)
+            input_pcm = None
+        else:
+            noisy, extras = effect.render(clean, **parameters)
+            if settings.dry_gain:
+                noisy = mix(noisy, clean, 1.0, settings.dry_gain)
+            noisy, target, scale = _fit_full_scale(noisy, clean, settings.codec)
+            if scale != 1.0:
+                extras = {**extras, "level_scale": scale}
+            input_bytes, input_decoded = encode(noisy, settings.sample_rate, settings.codec)
+            target_bytes, target_decoded = encode(target, settings.sample_rate, settings.codec)
+            files = {f"input.{extension}": input_bytes, f"target.{extension}": target_bytes}
+            measured = (_finite_or_none(sdr_db(target_decoded, input_decoded)),
+                        _finite_or_none(si_sdr_db(target_decoded, input_decoded)))
+            input_pcm = pcm_sha256(input_decoded)
+        row = _row(spec, example, source, parameters, extras, measured, input_pcm, pcm_sha256(target_decoded),
+                   channels)
+        files["json"] = json.dumps(row, sort_keys=True).encode()
+        members.append(ShardMember(example.key, files))
+        rows.append(row)
+        result.seconds_out += settings.segment_seconds
+    info = write_shard(Path(out_dir) / spec.relpath, members)
+    result.sha256, result.size_bytes = info.sha256, info.size_bytes
+    result.wall_seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,240 @@
+"""Deterministic WebDataset tar shards: ``OUT/SPLIT/NAME-SPLIT-000000.tar``.
+
+A shard is an uncompressed GNU tar whose members are ``KEY.EXT`` (e.g. ``KEY.input.flac``,
+``KEY.target.flac``, ``KEY.json``), grouped by key. Writing the same members gives the same bytes:
+members are sorted by key, then extension, and every header carries mtime 0, uid/gid 0, empty owner
+names and mode 0o644.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .dataset_info import atomic_writer
+from .keys import ManifestError, validate_key
+
+__all__ = ["SPLITS", "ShardInfo", "ShardMember", "read_shard", "shard_name", "shard_relpath", "write_shard"]
+
+#: Split folder names, in build order. (Hugging Face calls "valid" "validation"; see manifests.card.)
+SPLITS = ("train", "valid", "test")
+
+# GNU format stores names over 100 bytes in deterministic ././@LongLink records, so long keys still work.
+_TAR_FORMAT = tarfile.GNU_FORMAT
+_MEMBER_MODE = 0o644
+_BLOCK = tarfile.BLOCKSIZE
+_COPY_BYTES = 1 << 20  # tarfile's default 16 KiB copies make 256 MiB shards needlessly slow
+# Extensions: dot-separated parts, e.g. "json", "input.flac".
+_EXTENSION_PATTERN = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+
+
+def shard_name(dataset_name: str, split: str, index: int) -> str:
+    """``"NAME-SPLIT-000042.tar"``: the file name of shard ``index`` (0-based) of ``split``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not 0 <= index <= 999_999:
+        raise ValueError(f"shard index must be in [0, 999999], got {index}")
+    return f"{dataset_name}-{split}-{index:06d}.tar"
+
+
+def shard_relpath(dataset_name: str, split: str, index: int) -> str:
+    """``"SPLIT/NAME-SPLIT-000042.tar"``: the shard's path relative to the dataset folder."""
+    return f"{split}/{shard_name(dataset_name, split, index)}"
+
+
+@dataclass(frozen=True)
+class ShardMember:
+    """One example of a shard: its key and its files, extension -> bytes (e.g. ``{"json": b"{...}"}``)."""
+
+    key: str
+    files: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A written shard: its path, hex sha256 and size of the tar file, and its number of examples."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    count: int
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through it."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+
+def _check_members(path: Path, members: Sequence[ShardMember]) -> list[ShardMember]:
+    """Validate keys and extensions up front; returns the members sorted by key."""
+    seen: set[str] = set()
+    for member in members:
+        if not isinstance(member, ShardMember):
+            raise ManifestError(f"{path}: expected ShardMember, got {type(member).__name__}")
+        try:
+            validate_key(member.key)
+        except ManifestError as error:
+            raise ManifestError(f"{path}: {error}") from None
+        if member.key in seen:
+            raise ManifestError(f"{path}: duplicate key {member.key!r}")
+        seen.add(member.key)
+        if not member.files:
+            raise ManifestError(f"{path}: key {member.key!r} has no files")
+        for extension in member.files:
+            if not isinstance(extension, str) or _EXTENSION_PATTERN.fullmatch(extension) is None:
+                raise ManifestError(f"{path}: key {member.key!r}: invalid extension {extension!r} "
+                                    "(dot-separated parts of [a-z0-9_-], e.g. 'input.flac')")
+    return sorted(members, key=lambda m: m.key)
+
+
+def write_shard(path: str | os.PathLike, members: Sequence[ShardMember]) -> ShardInfo:
+    """Write ``members`` as a deterministic tar shard at ``path``, atomically; returns its checksum.
+
+    Members are sorted by key and then extension, whatever their input order. Invalid or duplicate keys
+    raise :class:`ManifestError` before anything is written; any failure while writing (e.g. a file
+    whose content is not bytes) leaves an existing file at ``path`` untouched.
+    """
+    path = Path(path)
+    ordered = _check_members(path, members)
+    with atomic_writer(path) as handle:
+        writer = _HashingWriter(handle)
+        with tarfile.open(fileobj=writer, mode="w", format=_TAR_FORMAT, encoding="utf-8",
+                          copybufsize=_COPY_BYTES) as tar:
+            for member in ordered:
+                for extension in sorted(member.files):
+                    data = member.files[extension]
+                    if not isinstance(data, (bytes, bytearray, memoryview)):
+                        raise ManifestError(f"{path}: member {member.key}.{extension}: expected bytes, "
+                                            f"got {type(data).__name__}")
+                    data = data if isinstance(data, bytes) else bytes(data)
+                    info = tarfile.TarInfo(f"{member.key}.{extension}")
+                    info.size = len(data)
+                    info.mtime = 0
+                    info.mode = _MEMBER_MODE
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.type = tarfile.REGTYPE
+                    tar.addfile(info, _BytesReader(data))
+    return ShardInfo(str(path), writer.hash.hexdigest(), writer.size, len(ordered))
+
+
+class _BytesReader:
+    """A minimal readable view of bytes for tarfile.addfile, without BytesIO's extra copy."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
+        chunk = self._view[self._position:end].tobytes()
+        self._position = end
+        return chunk
+
+
+def _split_name(path: Path, name: str) -> tuple[str, str]:
+    key, dot, extension = name.partition(".")
+    if not dot or not extension:
+        raise ManifestError(f"{path}: member {name!r} has no extension (expected KEY.EXT)")
+    try:
+        validate_key(key)
+    except ManifestError as error:
+        raise ManifestError(f"{path}: member {name!r}: {error}") from None
+    return key, extension
+
+
+def _check_end_of_archive(path: Path, handle, offset: int, last: str | None) -> None:
+    """A complete tar ends with at least two zero blocks; anything else means truncation or corruption.
+
+    tarfile itself stops quietly at a truncated or corrupt header after the first member, so without
+    this check a damaged shard would read as a shorter, valid one.
+    """
+    where = f"after member {last!r}" if last else "at the start"
+    handle.seek(offset)
+    head = handle.read(2 * _BLOCK)
+    if len(head) < 2 * _BLOCK or head.count(0) != len(head):
+        raise ManifestError(f"{path}: truncated or corrupt tar: no end-of-archive marker at byte {offset} ({where})")
+    while chunk := handle.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise ManifestError(f"{path}: corrupt tar: non-zero data after the end-of-archive marker "
+                                f"at byte {offset} ({where})")
+
+
+def read_shard(path: str | os.PathLike) -> Iterator[ShardMember]:
+    """Yield the examples of a shard in file order, one :class:`ShardMember` per key.
+
+    Only one example is held in memory at a time. Raises :class:`ManifestError` naming the shard (and
+    member) for a missing file, a truncated or corrupt tar, a member that is not a regular file, a name
+    without an extension or with an invalid key, and a key whose members are not contiguous.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")  # closed in the finally below: the caller may stop early
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such shard") from None
+    except OSError as error:
+        raise ManifestError(f"{path}: cannot open shard: {error}") from None
+    last_name: str | None = None
+    try:
+        try:
+            tar = tarfile.open(fileobj=handle, mode="r:", encoding="utf-8")
+        except (tarfile.TarError, EOFError) as error:
+            raise ManifestError(f"{path}: not a readable tar file: {error}") from None
+        current_key: str | None = None
+        files: dict[str, bytes] = {}
+        finished: set[str] = set()
+        while True:
+            try:
+                info = tar.next()
+            except (tarfile.TarError, EOFError, OSError) as error:
+                where = f"after member {last_name!r}" if last_name else "at the start"
+                raise ManifestError(f"{path}: corrupt tar {where}: {error}") from None
+            if info is None:
+                break
+            name = info.name
+            if not info.isreg():
+                raise ManifestError(f"{path}: member {name!r} is not a regular file")
+            key, extension = _split_name(path, name)
+            if key != current_key:
+                if current_key is not None:
+                    finished.add(current_key)
+                    yield ShardMember(current_key, files)
+                if key in finished:
+                    raise ManifestError(f"{path}: member {name!r}: the members of key {key!r} are not contiguous")
+                current_key, files = key, {}
+            if extension in files:
+                raise ManifestError(f"{path}: member {name!r} appears twice")
+            try:
+                extracted = tar.extractfile(info)
+                data = extracted.read() if extracted is not None else b""
+            except (tarfile.TarError, EOFError, OSError) as error:
+                raise ManifestError(f"{path}: member {name!r}: truncated or unreadable: {error}") from None
+            if len(data) != info.size:
+                raise ManifestError(f"{path}: member {name!r}: truncated ({len(data)} of {info.size} bytes)")
+            files[extension] = data
+            last_name = name
+        _check_end_of_archive(path, handle, tar.offset, last_name)
+        if current_key is not None:
+            yield ShardMember(current_key, files)
+    finally:
+        handle.close()

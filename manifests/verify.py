@@ -1,0 +1,163 @@
+"""Verify a dataset folder against its own records: checksums, decodability, manifests, counts.
+
+Every problem is one human-readable line that starts with the file at fault. Shards are read one at a
+time and examples one at a time, so memory stays at one example whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import soundfile as sf
+
+from .checksums import SHA256SUMS, _parse, check_sha256sums, pcm_sha256
+from .dataset_info import DATASET_JSON, read_json
+from .keys import ManifestError
+from .schema import manifest_path, read_manifest
+from .shards import SPLITS, read_shard
+
+__all__ = ["verify_dataset"]
+
+_AUDIO_FORMATS = ("flac", "wav")
+
+
+def _check_audio(shard: Path, key: str, extension: str, data: bytes, row: dict | None, problems: list[str]) -> None:
+    """Decode one audio member; compare rate, channels, duration and PCM checksum with its manifest row."""
+    member = f"member {key}.{extension}"
+    try:
+        audio, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile reports corrupt data with several exception types
+        problems.append(f"{shard}: {member}: cannot decode {extension.rpartition('.')[2]}: {error}")
+        return
+    if row is None:
+        return
+    audio = audio.T  # (channels, samples), as pcm_sha256 expects
+    frames = audio.shape[1]
+    if sample_rate != row["sample_rate"]:
+        problems.append(f"{shard}: {member}: sample rate {sample_rate} Hz, manifest says {row['sample_rate']} Hz")
+        return
+    if audio.shape[0] != row["channels"]:
+        problems.append(f"{shard}: {member}: {audio.shape[0]} channels, manifest says {row['channels']}")
+    expected_frames = row["duration_seconds"] * sample_rate
+    if abs(frames - expected_frames) > 1:
+        problems.append(f"{shard}: {member}: {frames / sample_rate:.6f} s long ({frames} samples), manifest says "
+                        f"{row['duration_seconds']:.6f} s ({expected_frames:.1f} samples)")
+    role = extension.partition(".")[0]
+    expected = row.get(f"{role}_pcm_sha256") if role in ("input", "target") else None
+    if expected is not None and pcm_sha256(audio) != expected:
+        problems.append(f"{shard}: {member}: decoded audio does not match {role}_pcm_sha256 in the manifest")
+
+
+def _check_shard(out_dir: Path, relpath: str, rows: dict[str, dict], problems: list[str]) -> None:
+    """Read one shard; check every member decodes and its keys are exactly the manifest's ``rows``."""
+    shard = out_dir / relpath
+    if not shard.exists():
+        problems.append(f"{shard}: missing (the manifest lists {len(rows)} examples in it)")
+        return
+    seen: set[str] = set()
+    try:
+        for member in read_shard(shard):
+            seen.add(member.key)
+            row = rows.get(member.key)
+            if row is None:
+                problems.append(f"{shard}: key {member.key!r} is not in the manifest for this shard")
+            for extension, data in sorted(member.files.items()):
+                if extension.rpartition(".")[2] in _AUDIO_FORMATS:
+                    _check_audio(shard, member.key, extension, data, row, problems)
+                elif extension == "json" or extension.endswith(".json"):
+                    try:
+                        metadata = json.loads(data)
+                    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                        problems.append(f"{shard}: member {member.key}.{extension}: invalid JSON: {error}")
+                        continue
+                    if isinstance(metadata, dict) and metadata.get("key", member.key) != member.key:
+                        problems.append(f"{shard}: member {member.key}.{extension}: holds key {metadata['key']!r}")
+            if row is not None:
+                roles = {extension.partition(".")[0] for extension in member.files}
+                needed = ["target"] + (["input"] if row["input_pcm_sha256"] is not None else [])
+                problems.extend(f"{shard}: key {member.key!r} has no {role} member (KEY.{role}.*)"
+                                for role in needed if role not in roles)
+    except ManifestError as error:
+        problems.append(str(error))
+        return
+    problems.extend(f"{shard}: key {key!r} is in the manifest but not in the shard" for key in sorted(set(rows) - seen))
+
+
+def verify_dataset(out_dir: str | os.PathLike) -> list[str]:
+    """Check a dataset folder; returns problems (empty when all is well), each naming the file at fault.
+
+    Checks: (a) SHA256SUMS (missing files, mismatches, tar shards not listed); (b) every shard opens and
+    every member decodes (audio with soundfile, JSON with json); (c) each shard holds exactly the
+    manifest's keys, with the manifest's sample rate, channels, duration (within one sample) and decoded
+    PCM checksums; (d) dataset.json's example and shard counts match the manifests and the folders.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return [f"{out_dir}: no such folder"]
+    problems: list[str] = []
+
+    # (a) checksums, and shards on disk that SHA256SUMS does not vouch for.
+    problems += check_sha256sums(out_dir)
+    listed, _ = _parse(out_dir)
+    on_disk = {f"{split}/{p.name}" for split in SPLITS if (out_dir / split).is_dir()
+               for p in (out_dir / split).glob("*.tar")}
+    if (out_dir / SHA256SUMS).exists():
+        unlisted = sorted(on_disk - set(listed))
+        problems += [f"{out_dir / relpath}: shard not listed in {SHA256SUMS}" for relpath in unlisted]
+
+    # (b, c) manifests against shards.
+    manifests: dict[str, list[dict]] = {}
+    for split in SPLITS:
+        path = manifest_path(out_dir, split)
+        if path.exists():
+            try:
+                manifests[split] = read_manifest(path)
+            except ManifestError as error:
+                problems.append(str(error))
+    if not manifests and not any(manifest_path(out_dir, split).exists() for split in SPLITS):
+        problems.append(f"{out_dir / 'manifest'}: no manifests (SPLIT.parquet) found")
+    by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
+    first_split: dict[str, str] = {}
+    for split, rows in manifests.items():
+        path = manifest_path(out_dir, split)
+        for row in rows:
+            if row["split"] != split:
+                problems.append(f"{path}: key {row['key']!r} says split {row['split']!r}")
+            if row["key"] in first_split:
+                problems.append(f"{path}: key {row['key']!r} is also in the {first_split[row['key']]} manifest")
+                continue
+            first_split[row["key"]] = split
+            by_shard[row["shard"]][row["key"]] = row
+    # Shards on disk that no row points to (e.g. all of their segments were silent) must be empty.
+    for relpath in sorted(set(by_shard) | on_disk):
+        _check_shard(out_dir, relpath, by_shard.get(relpath, {}), problems)
+
+    # (d) dataset.json's counts.
+    try:
+        info = read_json(out_dir / DATASET_JSON)
+    except ManifestError as error:
+        problems.append(str(error))
+        return problems
+    dataset_json = out_dir / DATASET_JSON
+    splits = info.get("splits")
+    if not isinstance(splits, dict):
+        problems.append(f"{dataset_json}: no 'splits' object with per-split counts")
+        return problems
+    for split in [s for s in SPLITS if s in splits or s in manifests]:
+        entry = splits.get(split) or {}
+        recorded = entry.get("examples", 0)
+        actual = len(manifests.get(split, []))
+        if split in manifests or not manifest_path(out_dir, split).exists():
+            if recorded != actual:
+                problems.append(f"{dataset_json}: splits.{split}.examples is {recorded}, "
+                                f"{manifest_path(out_dir, split)} has {actual} rows")
+        if "shards" in entry:
+            tars = sum(1 for relpath in on_disk if relpath.startswith(f"{split}/"))
+            if entry["shards"] != tars:
+                problems.append(f"{dataset_json}: splits.{split}.shards is {entry['shards']}, "
+                                f"{out_dir / split} holds {tars} shards")
+    return problems
