@@ -24,7 +24,8 @@ from .plan import ExampleSpec, ShardSpec
 from .sources import SourceFile, is_near_silent, load_region
 
 #: Integer codecs clip at full scale; pairs louder than this are scaled down together (see _fit_full_scale).
-_FULL_SCALE = 1.0 - 2.0**-23
+#: A peak of exactly 1 (a hard clipper's ceiling) is left alone: quantising it costs one LSB.
+_FULL_SCALE = 1.0
 
 
 @dataclass
@@ -43,13 +44,28 @@ class ShardResult:
 
 
 def encode(audio: np.ndarray, sample_rate: int, codec: str) -> tuple[bytes, np.ndarray]:
-    """Encode (channels, samples) float32 audio; returns the bytes and the audio as a decoder sees it."""
+    """Encode (channels, samples) float32 audio; returns the bytes and the audio exactly as a decoder reads it.
+
+    For the integer codecs we quantise ourselves (round to nearest, clamp to the integer range) and hand
+    libsndfile integers, which it stores without further rounding; so the decoded samples are known
+    without decoding (q / 2^(bits−1) in float32), which halves the encoding work and makes the PCM
+    checksums independent of libsndfile's own float conversion.
+    """
     container, subtype, _, _ = CODECS[codec]
     buffer = io.BytesIO()
-    sf.write(buffer, audio.T, sample_rate, format=container, subtype=subtype)
-    data = buffer.getvalue()
-    decoded, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return data, np.ascontiguousarray(decoded.T)
+    if subtype == "FLOAT":
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        sf.write(buffer, audio.T, sample_rate, format=container, subtype=subtype)
+        return buffer.getvalue(), audio
+    bits = 24 if subtype == "PCM_24" else 16
+    full_scale = float(2 ** (bits - 1))
+    quantised = np.clip(np.rint(audio.astype(np.float64) * full_scale), -full_scale, full_scale - 1)
+    if bits == 24:
+        # libsndfile takes 24-bit samples as the top three bytes of int32.
+        sf.write(buffer, (quantised.astype(np.int32) << 8).T, sample_rate, format=container, subtype=subtype)
+    else:
+        sf.write(buffer, quantised.astype(np.int16).T, sample_rate, format=container, subtype=subtype)
+    return buffer.getvalue(), (quantised / full_scale).astype(np.float32)
 
 
 def _fit_full_scale(noisy: np.ndarray, clean: np.ndarray, codec: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -104,6 +120,7 @@ def render_shard(spec: ShardSpec, out_dir: str | Path) -> ShardResult:
     result = ShardResult(spec.relpath, "", 0, rows)
     failed: set[str] = set()
     clean = None
+    encoded_target = None
     loaded = None  # (source_id, segment_index) of `clean`, shared by a segment's variants
     silent = False
     for example in spec.examples:
@@ -126,12 +143,15 @@ def render_shard(spec: ShardSpec, out_dir: str | Path) -> ShardResult:
                 result.silent_segments += 1
             else:
                 result.seconds_in += settings.segment_seconds
+            encoded_target = None  # the clean target is encoded once per segment, not once per variant
         if silent:
             continue
         parameters = dict(example.parameters)
         channels = clean.shape[0]
         if settings.online:
-            target_bytes, target_decoded = encode(clean, settings.sample_rate, settings.codec)
+            if encoded_target is None:
+                encoded_target = encode(clean, settings.sample_rate, settings.codec)
+            target_bytes, target_decoded = encoded_target
             files = {f"target.{extension}": target_bytes}
             extras: dict = {}
             measured: tuple[float | None, float | None] = (None, None)
@@ -141,10 +161,14 @@ def render_shard(spec: ShardSpec, out_dir: str | Path) -> ShardResult:
             if settings.dry_gain:
                 noisy = mix(noisy, clean, 1.0, settings.dry_gain)
             noisy, target, scale = _fit_full_scale(noisy, clean, settings.codec)
+            input_bytes, input_decoded = encode(noisy, settings.sample_rate, settings.codec)
             if scale != 1.0:
                 extras = {**extras, "level_scale": scale}
-            input_bytes, input_decoded = encode(noisy, settings.sample_rate, settings.codec)
-            target_bytes, target_decoded = encode(target, settings.sample_rate, settings.codec)
+                target_bytes, target_decoded = encode(target, settings.sample_rate, settings.codec)
+            else:
+                if encoded_target is None:
+                    encoded_target = encode(clean, settings.sample_rate, settings.codec)
+                target_bytes, target_decoded = encoded_target
             files = {f"input.{extension}": input_bytes, f"target.{extension}": target_bytes}
             measured = (_finite_or_none(sdr_db(target_decoded, input_decoded)),
                         _finite_or_none(si_sdr_db(target_decoded, input_decoded)))
