@@ -55,7 +55,7 @@ class BuildReport:
     reused_shards: int
     skipped: list[dict] = field(default_factory=list)
     silent_segments: int = 0
-    split_seconds: dict = field(default_factory=dict)
+    split_hours: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         rate = self.seconds_out / max(self.wall_seconds, 1e-9)

@@ -159,6 +159,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"skipped {entry['path']}: {entry['reason']}")
     if len(report.skipped) > 10:
         print(f"... and {len(report.skipped) - 10} more skipped files, listed in {out / 'dataset.json'}")
+    total = sum(report.split_hours.values()) or 1.0
+    print("splits by duration: " + ", ".join(f"{split} {100 * hours / total:.1f}%"
+                                             for split, hours in report.split_hours.items()))
     print(f"{out}: {report.summary()}")
     if args.from_card:
         from .rebuild import compare_with_card

@@ -2,14 +2,13 @@
 
 It stands in for clean recordings wherever the toolkit needs music and none is given: the default
 input of the CLI, and the music-like signals of the tests. The same ``seed`` always gives the same
-samples on any machine (only numpy's PCG64 stream and scipy's lfilter are involved).
+samples on any machine (numpy's PCG64 stream and two small compiled loops are all it uses).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy.signal import lfilter
 
 #: Open-string MIDI notes of a guitar in standard tuning, E2 to E4.
 _OPEN_STRINGS = (40, 45, 50, 55, 59, 64)
@@ -18,6 +17,18 @@ _CHORDS = {"major": (0, 4, 7), "minor": (0, 3, 7), "seventh": (0, 4, 7, 10), "su
 
 def _midi_to_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69) / 12.0)
+
+
+@numba.njit(cache=True)
+def _one_pole_lowpass(x, coefficient):  # pragma: no cover - compiled
+    # y[n] = c · x[n] + (1 − c) · y[n−1]; numba rather than scipy.signal, which would be imported into
+    # every build worker for this one filter of a few hundred samples.
+    out = np.empty_like(x)
+    state = 0.0
+    for n in range(x.size):
+        state = coefficient * x[n] + (1.0 - coefficient) * state
+        out[n] = state
+    return out
 
 
 @numba.njit(cache=True)
@@ -40,7 +51,7 @@ def pluck(frequency_hz: float, duration_seconds: float, sample_rate: int, rng: n
     period = max(2, int(round(sample_rate / frequency_hz)))
     samples = int(duration_seconds * sample_rate)
     burst = rng.uniform(-1.0, 1.0, period)
-    burst = lfilter([brightness], [1.0, brightness - 1.0], burst)  # one-pole low-pass of the pluck
+    burst = _one_pole_lowpass(burst, brightness)  # a softer or brighter pluck
     excitation = np.zeros(samples)
     excitation[: min(period, samples)] = burst[: min(period, samples)]
     return _string_loop(excitation, period, sustain)

@@ -131,8 +131,11 @@ def plan(config: BuildConfig, sources: list[SourceFile], strict: bool = False) -
     specs: list[ShardSpec] = []
     summary = {split: {"segments": 0, "examples": 0, "seconds_in": 0.0} for split in SPLITS}
     for split in SPLITS:
-        shard = _ShardFiller(config, split, settings)
-        for source in sorted((s for s in sources if assignment[s.group_id] == split), key=lambda s: s.source_id):
+        # Examples are put in key order across the whole split: shards can then be written as a stream
+        # (no shard held in memory) and the split's manifest is simply the shards' rows in turn. A key
+        # starts with its source's prefix and segment, so a segment's variants stay together.
+        pending: list[tuple[ExampleSpec, SourceFile, int]] = []
+        for source in (s for s in sources if assignment[s.group_id] == split):
             prefix = source_key(source.source_id)
             example_bytes = files_per_example * segment_frames * channels_of(source) * bytes_per_sample
             example_bytes += _EXAMPLE_OVERHEAD_BYTES
@@ -147,8 +150,12 @@ def plan(config: BuildConfig, sources: list[SourceFile], strict: bool = False) -
                     # Online datasets hold clean audio only: the effect is drawn at training time.
                     parameters = {} if config.online else effect.resolve({**extra_args, effect.primary: value})
                     key = validate_key(f"{segment_key}-v{variant:02d}")
-                    shard.add(ExampleSpec(key, source.source_id, segment_index, float(start), variant,
-                                          tuple(sorted(parameters.items()))), source, example_bytes, specs)
-                    summary[split]["examples"] += 1
+                    pending.append((ExampleSpec(key, source.source_id, segment_index, float(start), variant,
+                                                tuple(sorted(parameters.items()))), source, example_bytes))
+        pending.sort(key=lambda item: item[0].key)
+        shard = _ShardFiller(config, split, settings)
+        for example, source, example_bytes in pending:
+            shard.add(example, source, example_bytes, specs)
         shard.close(specs)
+        summary[split]["examples"] = len(pending)
     return specs, {"assignment": assignment, "planned": summary}

@@ -10,17 +10,18 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from effects import get_effect, mix, sdr_db, si_sdr_db
-from manifests import ShardMember, pcm_sha256, write_shard
+from manifests import ShardMember, ShardWriter, pcm_sha256
 
 from .audio_io import AudioFileError
 from .config import CODECS
-from .plan import ExampleSpec, ShardSpec
+from .plan import ExampleSpec, RenderSettings, ShardSpec
 from .sources import SourceFile, is_near_silent, load_region
 
 #: Integer codecs clip at full scale; pairs louder than this are scaled down together (see _fit_full_scale).
@@ -104,82 +105,91 @@ def _finite_or_none(value: float) -> float | None:
     return round(value, 9) if np.isfinite(value) else None
 
 
+class _Segment:
+    """One clean segment and, once needed, its encoding (shared by all variants of the segment)."""
+
+    def __init__(self, clean: np.ndarray, settings: RenderSettings) -> None:
+        self.clean = clean
+        self.settings = settings
+        self._encoded: tuple[bytes, np.ndarray] | None = None
+
+    def encoded(self) -> tuple[bytes, np.ndarray]:
+        if self._encoded is None:
+            self._encoded = encode(self.clean, self.settings.sample_rate, self.settings.codec)
+        return self._encoded
+
+
+def _render_example(spec: ShardSpec, example: ExampleSpec, source: SourceFile, segment: _Segment) -> ShardMember:
+    """Effect, encoding and measurements of one example; returns its shard member (row in its json)."""
+    settings = spec.settings
+    extension = CODECS[settings.codec][2]
+    parameters = dict(example.parameters)
+    extras: dict = {}
+    measured: tuple[float | None, float | None] = (None, None)
+    input_pcm = None
+    files: dict[str, bytes] = {}
+    if settings.online:
+        target_bytes, target_decoded = segment.encoded()
+    else:
+        noisy, extras = get_effect(settings.effect).render(segment.clean, **parameters)
+        if settings.dry_gain:
+            noisy = mix(noisy, segment.clean, 1.0, settings.dry_gain)
+        noisy, target, scale = _fit_full_scale(noisy, segment.clean, settings.codec)
+        input_bytes, input_decoded = encode(noisy, settings.sample_rate, settings.codec)
+        if scale != 1.0:
+            extras = {**extras, "level_scale": scale}
+            target_bytes, target_decoded = encode(target, settings.sample_rate, settings.codec)
+        else:
+            target_bytes, target_decoded = segment.encoded()
+        files[f"input.{extension}"] = input_bytes
+        measured = (_finite_or_none(sdr_db(target_decoded, input_decoded)),
+                    _finite_or_none(si_sdr_db(target_decoded, input_decoded)))
+        input_pcm = pcm_sha256(input_decoded)
+    files[f"target.{extension}"] = target_bytes
+    row = _row(spec, example, source, parameters, extras, measured, input_pcm, pcm_sha256(target_decoded),
+               segment.clean.shape[0])
+    files["json"] = json.dumps(row, sort_keys=True).encode()
+    return ShardMember(example.key, files)
+
+
 def render_shard(spec: ShardSpec, out_dir: str | Path) -> ShardResult:
     """Render ``spec`` into ``out_dir / spec.relpath``; returns its checksum and manifest rows.
 
-    Sources that cannot be loaded are skipped (listed in the result) unless the settings are strict,
-    in which case the AudioFileError propagates. Near-silent segments are dropped and counted.
+    Examples arrive in key order, so a segment's variants are adjacent: each segment is loaded and its
+    target encoded once. The shard is streamed to disk example by example. Sources that cannot be
+    loaded are skipped (listed in the result) unless the settings are strict, in which case the
+    AudioFileError propagates. Near-silent segments are dropped and counted.
     """
     started = time.perf_counter()
     settings = spec.settings
-    effect = get_effect(settings.effect)
-    _, _, extension, _ = CODECS[settings.codec]
     sources = {s.source_id: s for s in spec.sources}
-    members: list[ShardMember] = []
-    rows: list[dict] = []
-    result = ShardResult(spec.relpath, "", 0, rows)
+    result = ShardResult(spec.relpath, "", 0, [])
     failed: set[str] = set()
-    clean = None
-    encoded_target = None
-    loaded = None  # (source_id, segment_index) of `clean`, shared by a segment's variants
-    silent = False
-    for example in spec.examples:
-        source = sources[example.source_id]
-        if source.source_id in failed:
-            continue
-        if loaded != (source.source_id, example.segment_index):
-            loaded = (source.source_id, example.segment_index)
+    with ShardWriter(Path(out_dir) / spec.relpath) as shard:
+        for (source_id, _), examples in groupby(spec.examples, key=lambda e: (e.source_id, e.segment_index)):
+            source = sources[source_id]
+            if source_id in failed:
+                continue
+            examples = list(examples)
             try:
-                clean = load_region(source, example.start_seconds, settings.segment_seconds, settings.sample_rate,
-                                    settings.keep_channels)
+                clean = load_region(source, examples[0].start_seconds, settings.segment_seconds,
+                                    settings.sample_rate, settings.keep_channels)
             except AudioFileError as error:
                 if settings.strict:
                     raise
-                failed.add(source.source_id)
-                result.skipped.append({"path": source.source_id, "reason": str(error)})
+                failed.add(source_id)
+                result.skipped.append({"path": source_id, "reason": str(error)})
                 continue
-            silent = is_near_silent(clean, settings.silence_db)
-            if silent:
+            if is_near_silent(clean, settings.silence_db):
                 result.silent_segments += 1
-            else:
-                result.seconds_in += settings.segment_seconds
-            encoded_target = None  # the clean target is encoded once per segment, not once per variant
-        if silent:
-            continue
-        parameters = dict(example.parameters)
-        channels = clean.shape[0]
-        if settings.online:
-            if encoded_target is None:
-                encoded_target = encode(clean, settings.sample_rate, settings.codec)
-            target_bytes, target_decoded = encoded_target
-            files = {f"target.{extension}": target_bytes}
-            extras: dict = {}
-            measured: tuple[float | None, float | None] = (None, None)
-            input_pcm = None
-        else:
-            noisy, extras = effect.render(clean, **parameters)
-            if settings.dry_gain:
-                noisy = mix(noisy, clean, 1.0, settings.dry_gain)
-            noisy, target, scale = _fit_full_scale(noisy, clean, settings.codec)
-            input_bytes, input_decoded = encode(noisy, settings.sample_rate, settings.codec)
-            if scale != 1.0:
-                extras = {**extras, "level_scale": scale}
-                target_bytes, target_decoded = encode(target, settings.sample_rate, settings.codec)
-            else:
-                if encoded_target is None:
-                    encoded_target = encode(clean, settings.sample_rate, settings.codec)
-                target_bytes, target_decoded = encoded_target
-            files = {f"input.{extension}": input_bytes, f"target.{extension}": target_bytes}
-            measured = (_finite_or_none(sdr_db(target_decoded, input_decoded)),
-                        _finite_or_none(si_sdr_db(target_decoded, input_decoded)))
-            input_pcm = pcm_sha256(input_decoded)
-        row = _row(spec, example, source, parameters, extras, measured, input_pcm, pcm_sha256(target_decoded),
-                   channels)
-        files["json"] = json.dumps(row, sort_keys=True).encode()
-        members.append(ShardMember(example.key, files))
-        rows.append(row)
-        result.seconds_out += settings.segment_seconds
-    info = write_shard(Path(out_dir) / spec.relpath, members)
-    result.sha256, result.size_bytes = info.sha256, info.size_bytes
+                continue
+            result.seconds_in += settings.segment_seconds
+            segment = _Segment(clean, settings)
+            for example in examples:
+                member = _render_example(spec, example, source, segment)
+                shard.add(member)
+                result.rows.append(json.loads(member.files["json"]))
+                result.seconds_out += settings.segment_seconds
+    result.sha256, result.size_bytes = shard.info.sha256, shard.info.size_bytes
     result.wall_seconds = time.perf_counter() - started
     return result

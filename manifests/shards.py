@@ -13,13 +13,15 @@ import os
 import re
 import tarfile
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from .dataset_info import atomic_writer
 from .keys import ManifestError, validate_key
 
-__all__ = ["SPLITS", "ShardInfo", "ShardMember", "read_shard", "shard_name", "shard_relpath", "write_shard"]
+__all__ = ["SPLITS", "ShardInfo", "ShardMember", "ShardWriter", "read_shard", "shard_name", "shard_relpath",
+           "write_shard"]
 
 #: Split folder names, in build order. (Hugging Face calls "valid" "validation"; see manifests.card.)
 SPLITS = ("train", "valid", "test")
@@ -107,6 +109,73 @@ def _check_members(path: Path, members: Sequence[ShardMember]) -> list[ShardMemb
     return sorted(members, key=lambda m: m.key)
 
 
+def _add_member(tar: tarfile.TarFile, path: Path, member: ShardMember) -> None:
+    for extension in sorted(member.files):
+        data = member.files[extension]
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ManifestError(f"{path}: member {member.key}.{extension}: expected bytes, "
+                                f"got {type(data).__name__}")
+        data = data if isinstance(data, bytes) else bytes(data)
+        info = tarfile.TarInfo(f"{member.key}.{extension}")
+        info.size = len(data)
+        info.mtime = 0
+        info.mode = _MEMBER_MODE
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.type = tarfile.REGTYPE
+        tar.addfile(info, _BytesReader(data))
+
+
+class ShardWriter:
+    """Write a shard one example at a time, in increasing key order, so a shard never sits in memory.
+
+    Use as a context manager; :attr:`info` holds the :class:`ShardInfo` after a clean exit. An exception
+    inside the block leaves any existing file at ``path`` untouched (the write is atomic)::
+
+        with ShardWriter(path) as shard:
+            for member in members_in_key_order:
+                shard.add(member)
+        shard.info.sha256
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.info: ShardInfo | None = None
+        self._count = 0
+        self._last_key: str | None = None
+
+    def __enter__(self) -> ShardWriter:
+        self._atomic = atomic_writer(self.path)
+        self._writer = _HashingWriter(self._atomic.__enter__())
+        self._tar = tarfile.open(fileobj=self._writer, mode="w", format=_TAR_FORMAT, encoding="utf-8",
+                                 copybufsize=_COPY_BYTES)
+        return self
+
+    def add(self, member: ShardMember) -> None:
+        """Append one example; its key must sort after the previous one (deterministic, WebDataset-grouped)."""
+        _check_members(self.path, [member])
+        if self._last_key is not None and member.key <= self._last_key:
+            raise ManifestError(f"{self.path}: key {member.key!r} does not follow {self._last_key!r}: "
+                                "members must be added in increasing key order")
+        _add_member(self._tar, self.path, member)
+        self._last_key = member.key
+        self._count += 1
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            with suppress(Exception):
+                self._tar.close()  # the temporary file is about to be removed anyway
+            self._atomic.__exit__(kind, error, traceback)
+            return
+        try:
+            self._tar.close()  # writes the two end-of-archive blocks
+        except BaseException as failure:
+            self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        self._atomic.__exit__(None, None, None)
+        self.info = ShardInfo(str(self.path), self._writer.hash.hexdigest(), self._writer.size, self._count)
+
+
 def write_shard(path: str | os.PathLike, members: Sequence[ShardMember]) -> ShardInfo:
     """Write ``members`` as a deterministic tar shard at ``path``, atomically; returns its checksum.
 
@@ -116,26 +185,10 @@ def write_shard(path: str | os.PathLike, members: Sequence[ShardMember]) -> Shar
     """
     path = Path(path)
     ordered = _check_members(path, members)
-    with atomic_writer(path) as handle:
-        writer = _HashingWriter(handle)
-        with tarfile.open(fileobj=writer, mode="w", format=_TAR_FORMAT, encoding="utf-8",
-                          copybufsize=_COPY_BYTES) as tar:
-            for member in ordered:
-                for extension in sorted(member.files):
-                    data = member.files[extension]
-                    if not isinstance(data, (bytes, bytearray, memoryview)):
-                        raise ManifestError(f"{path}: member {member.key}.{extension}: expected bytes, "
-                                            f"got {type(data).__name__}")
-                    data = data if isinstance(data, bytes) else bytes(data)
-                    info = tarfile.TarInfo(f"{member.key}.{extension}")
-                    info.size = len(data)
-                    info.mtime = 0
-                    info.mode = _MEMBER_MODE
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    info.type = tarfile.REGTYPE
-                    tar.addfile(info, _BytesReader(data))
-    return ShardInfo(str(path), writer.hash.hexdigest(), writer.size, len(ordered))
+    with ShardWriter(path) as shard:
+        for member in ordered:
+            shard.add(member)
+    return shard.info
 
 
 class _BytesReader:

@@ -74,6 +74,15 @@ def test_same_bytes_for_any_worker_count_and_executor(corpus, reference, tmp_pat
     assert _sums(tmp_path / "dask") == _sums(reference)
 
 
+def test_same_bytes_on_a_running_dask_scheduler(corpus, reference, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        build(_config(corpus), tmp_path / "remote", dask=cluster.scheduler_address, progress=False,
+              log=lambda _: None)
+    assert _sums(tmp_path / "remote") == _sums(reference)
+
+
 def test_resume_rerenders_only_missing_or_damaged_shards(corpus, reference, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
