@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+import numba
 import numpy as np
 import soundfile as sf
 
-from effects import get_effect, mix, sdr_db, si_sdr_db
+from effects import get_effect, input_sdrs_db, mix
 from manifests import ShardMember, ShardWriter, pcm_sha256
 
 from .audio_io import AudioFileError
@@ -59,14 +60,27 @@ def encode(audio: np.ndarray, sample_rate: int, codec: str) -> tuple[bytes, np.n
         sf.write(buffer, audio.T, sample_rate, format=container, subtype=subtype)
         return buffer.getvalue(), audio
     bits = 24 if subtype == "PCM_24" else 16
-    full_scale = float(2 ** (bits - 1))
-    quantised = np.clip(np.rint(audio.astype(np.float64) * full_scale), -full_scale, full_scale - 1)
-    if bits == 24:
-        # libsndfile takes 24-bit samples as the top three bytes of int32.
-        sf.write(buffer, (quantised.astype(np.int32) << 8).T, sample_rate, format=container, subtype=subtype)
-    else:
-        sf.write(buffer, quantised.astype(np.int16).T, sample_rate, format=container, subtype=subtype)
-    return buffer.getvalue(), (quantised / full_scale).astype(np.float32)
+    integers, decoded = _quantise(np.ascontiguousarray(audio), bits)
+    # libsndfile takes 24-bit samples as the top three bytes of int32.
+    sf.write(buffer, integers.T if bits == 24 else integers.astype(np.int16).T, sample_rate, format=container,
+             subtype=subtype)
+    return buffer.getvalue(), decoded
+
+
+@numba.njit(cache=True, nogil=True)
+def _quantise(audio, bits):  # pragma: no cover - compiled
+    # Round to nearest (ties to even, as np.rint), clamp to the integer range; returns the integers
+    # (shifted to the top of int32 for 24 bits) and the float32 a decoder will read back.
+    full_scale = 2.0 ** (bits - 1)
+    shift = 32 - bits if bits == 24 else 0
+    integers = np.empty(audio.shape, dtype=np.int32)
+    decoded = np.empty(audio.shape, dtype=np.float32)
+    for c in range(audio.shape[0]):
+        for n in range(audio.shape[1]):
+            q = min(max(np.rint(np.float64(audio[c, n]) * full_scale), -full_scale), full_scale - 1.0)
+            integers[c, n] = np.int32(q) << shift
+            decoded[c, n] = q / full_scale
+    return integers, decoded
 
 
 def _fit_full_scale(noisy: np.ndarray, clean: np.ndarray, codec: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -142,8 +156,7 @@ def _render_example(spec: ShardSpec, example: ExampleSpec, source: SourceFile, s
         else:
             target_bytes, target_decoded = segment.encoded()
         files[f"input.{extension}"] = input_bytes
-        measured = (_finite_or_none(sdr_db(target_decoded, input_decoded)),
-                    _finite_or_none(si_sdr_db(target_decoded, input_decoded)))
+        measured = tuple(_finite_or_none(v) for v in input_sdrs_db(target_decoded, input_decoded))
         input_pcm = pcm_sha256(input_decoded)
     files[f"target.{extension}"] = target_bytes
     row = _row(spec, example, source, parameters, extras, measured, input_pcm, pcm_sha256(target_decoded),

@@ -8,14 +8,15 @@ function returns the shape and dtype it was given. Torch twins for batches live 
 from ._validation import NonFiniteAudioError
 from .clip_sdr import SDR_DB_RANGE, clip_to_sdr, clipping_threshold_for_sdr
 from .clipping import MAX_GAIN_DB, MIN_GAIN_DB, hard_clip, soft_clip
-from .measure import sdr_db, si_sdr_db
+from .measure import input_sdrs_db, sdr_db, si_sdr_db
 from .mix import mix
 from .overdrive import COLOUR_RANGE, GAIN_DB_RANGE, Overdrive, overdrive
 from .registry import Effect, Parameter, effect_names, get_effect, register
 
 __all__ = [
     "Effect", "NonFiniteAudioError", "Overdrive", "Parameter", "clip_to_sdr", "clipping_threshold_for_sdr",
-    "effect_names", "get_effect", "hard_clip", "mix", "overdrive", "register", "sdr_db", "si_sdr_db", "soft_clip",
+    "effect_names", "get_effect", "hard_clip", "input_sdrs_db", "mix", "overdrive", "register", "sdr_db",
+    "si_sdr_db", "soft_clip",
 ]
 
 _GAIN_HELP = "gain applied before the wave-shaper"

@@ -93,3 +93,16 @@ def test_registering_a_new_effect_and_duplicates():
         del registry._REGISTRY["test-invert"]
     with pytest.raises(ValueError, match="primary"):
         Effect("bad", "", (), "gain_db", render=lambda x: (x, {}))
+
+
+def test_one_pass_sdrs_match_the_definitions(guitar):
+    from effects import input_sdrs_db, sdr_db, si_sdr_db
+
+    for gain_db in (3.0, 10.0, 30.0):  # SI-SDR below 100 dB, where the one-pass form is exact
+        estimate = hard_clip(guitar, gain_db) / 10 ** (gain_db / 20) * 0.7
+        sdr, si_sdr = input_sdrs_db(guitar, estimate)
+        assert sdr == pytest.approx(sdr_db(guitar, estimate), abs=1e-9)
+        assert si_sdr == pytest.approx(si_sdr_db(guitar, estimate), abs=1e-6)
+    assert input_sdrs_db(guitar, guitar) == (np.inf, np.inf)
+    with pytest.raises(ValueError, match="silent"):
+        input_sdrs_db(guitar * 0, guitar)
