@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import soundfile as sf
+
+from manifests.dataset_info import atomic_path
 
 
 class AudioFileError(ValueError):
@@ -40,26 +39,5 @@ def output_format(path: str | os.PathLike) -> tuple[str, str]:
     raise AudioFileError(f"{path}: output must end in .wav (32-bit float) or .flac (24-bit)")
 
 
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
-
-    A crash or an exception leaves any earlier ``path`` untouched and removes the temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
-        yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+#: Write-by-name atomically (temporary file beside the target, fsync, rename); the dataset writers' helper.
+atomic_output = atomic_path

@@ -18,7 +18,8 @@ from typing import Any, BinaryIO
 
 from .keys import ManifestError
 
-__all__ = ["DATASET_JSON", "atomic_writer", "atomic_write_bytes", "config_hash", "read_json", "write_json"]
+__all__ = ["DATASET_JSON", "atomic_path", "atomic_writer", "atomic_write_bytes", "config_hash", "read_json",
+           "write_json"]
 
 #: The file name of the build record at the top of a dataset folder.
 DATASET_JSON = "dataset.json"
@@ -52,21 +53,22 @@ def _fsync_directory(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a binary temporary file beside ``path``; on a clean exit it replaces ``path`` in one rename.
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write by name; on a clean exit it replaces ``path``.
 
-    The temporary file is ``.NAME.XXXX.partial`` in the same folder (created if needed), fsynced before
-    the rename. On any exception it is removed and an existing file at ``path`` is left untouched, so
-    readers see either the old file or the new one, never half of one.
+    The temporary file is ``.NAME.XXXX.partial`` in the same folder (created if needed). After the block
+    it is fsynced, given mode 0o644 less the umask, and renamed onto ``path``. On any exception it is
+    removed and an existing file at ``path`` is left untouched, so readers see either the old file or the
+    new one, never half of one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(temporary)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
         # mkstemp creates 0o600; a dataset is meant to be read by others.
         os.chmod(temporary, _FILE_MODE & ~_current_umask())
         os.replace(temporary, path)
@@ -75,6 +77,13 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Like :func:`atomic_path`, but yields the temporary file opened for binary writing."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        yield handle
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
