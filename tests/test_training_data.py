@@ -1,0 +1,129 @@
+"""training.data: aligned crops, reproducible epochs, every example once in evaluation, online effects."""
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+
+import effects  # noqa: E402
+import training.data as data  # noqa: E402
+from datagen.build import build  # noqa: E402
+from datagen.config import BuildConfig  # noqa: E402
+from datagen.demo import demo_guitar  # noqa: E402
+from manifests import read_manifests  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clean")
+    for i in range(6):
+        sf.write(root / f"take-{i}.wav", demo_guitar(5.0, 16000, seed=200 + i, peak=0.6).T, 16000)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hardclip_set(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("hc") / "out"
+    build(BuildConfig(source=str(corpus), effect="hardclip", sweep="10,20", segment_seconds=2.0,
+                      shard_max_examples=3, name="hc"), out, progress=False, log=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def online_set(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("online") / "out"
+    build(BuildConfig(source=str(corpus), effect="clip-sdr", sweep="uniform:1:20:1", online=True,
+                      segment_seconds=2.0, name="online"), out, progress=False, log=lambda _: None)
+    return out
+
+
+def _keys(stream) -> list[str]:
+    return [item["key"] for item in stream]
+
+
+def test_crops_keep_input_and_target_aligned(hardclip_set):
+    stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=3)
+    for item in list(stream)[:12]:
+        gain_db = 10.0 if item["key"].endswith("v00") else 20.0
+        rendered = effects.hard_clip(item["target"].numpy(), gain_db)
+        # Both sides were quantised to 24 bits after rendering: agreement to a few LSB times the gain.
+        np.testing.assert_allclose(item["input"].numpy(), rendered, atol=20 * 2.0**-23 * 10 ** (gain_db / 20))
+        assert item["input"].shape == item["target"].shape == (1, 8000)
+
+
+def test_epochs_are_reproducible_and_differ(hardclip_set):
+    def run(epoch):
+        stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=1)
+        stream.set_epoch(epoch)
+        return [(item["key"], float(item["target"].sum())) for item in stream]
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+    assert sorted(k for k, _ in run(0)) == sorted(k for k, _ in run(1))
+
+
+def test_training_epoch_visits_every_example_once_with_two_workers(hardclip_set):
+    stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5)
+    loader = data.make_loader(stream, batch_size=1, num_workers=2)
+    seen = Counter(key for batch in loader for key in batch["key"])
+    expected = {r["key"] for r in read_manifests(hardclip_set)["train"]}
+    assert set(seen) == expected and set(seen.values()) == {1}
+
+
+def test_evaluation_visits_each_example_once_in_a_fixed_order(hardclip_set):
+    expected = sorted(r["key"] for r in read_manifests(hardclip_set)["test"])
+    orders = []
+    for _ in range(2):
+        stream = data.PairStream(hardclip_set, "test", crop_seconds=None, training=False)
+        loader = data.make_loader(stream, batch_size=2, num_workers=2)
+        batches = list(loader)
+        orders.append([key for batch in batches for key in batch["key"]])
+        assert batches[0]["input"].shape[-1] == 32000  # whole 2-s examples
+    assert orders[0] == orders[1]
+    assert sorted(orders[0]) == expected and len(orders[0]) == len(expected)
+
+
+def test_no_reader_is_left_without_data(hardclip_set, monkeypatch):
+    stream = data.PairStream(hardclip_set, "test", crop_seconds=0.5)
+    slots = 4 * len(stream)  # far more readers than examples
+    for slot in range(slots):
+        assert stream.assigned_rows(slot, slots), f"reader {slot} got nothing"
+    monkeypatch.setattr(data, "_rank_and_world", lambda: (1, 2))
+    assert len(_keys(data.PairStream(hardclip_set, "test", crop_seconds=0.5))) >= 1
+
+
+def test_silent_crops_are_avoided(hardclip_set):
+    stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5)
+    half_silent = np.zeros((1, 32000), dtype=np.float32)
+    half_silent[:, 16000:] = 0.1
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert stream._crop_start(half_silent, rng) + 8000 > 16000
+    # An all-silent example still yields a crop: readers must stay equal in length.
+    assert 0 <= stream._crop_start(np.zeros((1, 32000), dtype=np.float32), rng) <= 24000
+
+
+def test_online_effect_is_rendered_per_batch_and_reproducible(online_set):
+    stream = data.PairStream(online_set, "train", crop_seconds=1.0, seed=5)
+    assert stream.online is not None and stream.online.effect == "clip-sdr"
+    batch = next(iter(data.make_loader(stream, batch_size=4)))
+    noisy, clean = data.apply_online(batch, stream, "cpu")
+    for b in range(4):
+        sdr = effects.sdr_db(clean[b].numpy(), noisy[b].numpy())
+        assert 1.0 <= batch["parameter"][b] <= 20.0
+        assert sdr == pytest.approx(float(batch["parameter"][b]), abs=0.01)
+    again = next(iter(data.make_loader(data.PairStream(online_set, "train", crop_seconds=1.0, seed=5), batch_size=4)))
+    assert again["key"] == batch["key"] and torch.equal(again["parameter"], batch["parameter"])
+
+
+def test_bad_arguments(hardclip_set):
+    with pytest.raises(ValueError, match="crop_seconds"):
+        data.PairStream(hardclip_set, "train", crop_seconds=30.0)
+    with pytest.raises(ValueError, match="no examples"):
+        data.PairStream(hardclip_set, "nonexistent")
+    with pytest.raises(ValueError, match="batch_size"):
+        data.make_loader(data.PairStream(hardclip_set), batch_size=0)

@@ -1,0 +1,241 @@
+"""Streaming datagen corpora into training: aligned crops of (input, target) pairs, as torch batches.
+
+:class:`PairStream` is an ``IterableDataset`` over one split of a datagen output folder. It is correct
+with several DataLoader workers and several processes (torchrun):
+
+- Training: each epoch draws a permutation of the split's examples from ``(seed, epoch)`` and deals it
+  to the ``world_size × num_workers`` readers in turn, so every reader gets examples (a split smaller
+  than the number of readers is cycled rather than leaving one empty). Each reader opens only the
+  shards holding its examples, takes one aligned random crop per example (seeded by seed, epoch and
+  key), avoids near-silent crops, and shuffles within a buffer.
+- Validation and test (``training=False``): the examples in key order, dealt the same way; each one is
+  yielded exactly once, whole (or cropped from its start when ``crop_seconds`` is given).
+
+Online datasets (clean-only shards made with ``datagen build --online``) yield the clean target as
+input too, with the effect parameter drawn per example; :class:`OnlineEffect` renders the effect on a
+batch, in torch, on the training device.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from effects import torch_batch
+from manifests import DATASET_JSON, read_json, read_manifests, read_shard, stable_digest
+
+#: Crops quieter than this RMS (dBFS) carry no distortion worth learning from; tried again elsewhere.
+SILENCE_DB = -60.0
+_CROP_ATTEMPTS = 8
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    try:
+        audio, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise ValueError(f"{where}: cannot decode ({error})") from None
+    return np.ascontiguousarray(audio.T)
+
+
+@dataclass(frozen=True)
+class OnlineEffect:
+    """An effect recorded in the dataset card for rendering at training time (clip-sdr, hardclip, softclip)."""
+
+    effect: str
+    parameter: str
+    distribution: str
+    low: float
+    high: float
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def from_card(cls, out_dir: str | Path) -> OnlineEffect | None:
+        card = read_json(Path(out_dir) / DATASET_JSON)
+        spec = card.get("online_effect")
+        if not spec:
+            return None
+        if spec["effect"] not in ("clip-sdr", "hardclip", "softclip"):
+            raise ValueError(f"{out_dir}: online effect {spec['effect']!r} has no torch implementation "
+                             "(clip-sdr, hardclip and softclip have)")
+        return cls(spec["effect"], spec["parameter"], spec["distribution"], float(spec["low"]), float(spec["high"]),
+                   tuple(spec.get("values") or ()))
+
+    def draw(self, rng: np.random.Generator) -> float:
+        """One parameter value (dB) for one example."""
+        if self.distribution == "uniform":
+            return float(rng.uniform(self.low, self.high))
+        if self.distribution == "list":
+            return float(rng.choice(self.values))
+        return float(rng.choice(np.linspace(self.low, self.high, max(len(self.values), 2))))
+
+    def __call__(self, clean: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Render the effect on a batch (B, C, T) with one parameter per example (B,), on its device."""
+        if self.effect == "clip-sdr":
+            return torch_batch.clip_to_sdr(clean, values.to(clean.device))[0]
+        if self.effect == "hardclip":
+            return torch_batch.hard_clip(clean, values.to(clean.device))
+        return torch_batch.soft_clip(clean, values.to(clean.device))
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """(input, target) pairs of one split as dicts: ``input`` and ``target`` (C, T) float32 tensors,
+    ``key`` (str) and ``parameter`` (float: the online effect's drawn value, NaN for offline datasets).
+
+    Args:
+        out_dir: a ``datagen build`` output folder.
+        split: "train", "valid" or "test".
+        crop_seconds: length of the aligned crops in seconds (2 s in the paper, 2.3 s for CRAFx); None
+            yields whole examples (evaluation).
+        training: shuffled epochs with random crops (True), or every example once in key order (False).
+        seed: seed of every random choice; with ``epoch`` it fixes a run.
+        shuffle_buffer: examples held for shuffling within a reader (training only).
+    """
+
+    def __init__(self, out_dir: str | Path, split: str = "train", crop_seconds: float | None = 2.0,
+                 training: bool = True, seed: int = 0, shuffle_buffer: int = 256) -> None:
+        super().__init__()
+        self.out_dir = Path(out_dir)
+        rows = read_manifests(self.out_dir).get(split)
+        if not rows:
+            raise ValueError(f"{self.out_dir}: split {split!r} has no examples")
+        self.rows = sorted(rows, key=lambda r: r["key"])
+        self.sample_rate = int(self.rows[0]["sample_rate"])
+        if crop_seconds is not None and not 0 < crop_seconds <= float(self.rows[0]["duration_seconds"]):
+            raise ValueError(f"crop_seconds must be in (0, {self.rows[0]['duration_seconds']}] s, got {crop_seconds}")
+        self.split = split
+        self.crop_frames = None if crop_seconds is None else round(crop_seconds * self.sample_rate)
+        self.training = training
+        self.seed = seed
+        self.shuffle_buffer = max(1, shuffle_buffer)
+        self.online = OnlineEffect.from_card(self.out_dir)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before each epoch (as with DistributedSampler) so epochs differ but runs repeat."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """Examples per epoch over all readers (a reader count above it cycles examples)."""
+        return len(self.rows)
+
+    def assigned_rows(self, slot: int, slots: int) -> list[dict]:
+        """The rows reader ``slot`` of ``slots`` handles this epoch, in reading order."""
+        order = np.arange(len(self.rows))
+        if self.training:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
+            count = max(math.ceil(len(self.rows) / slots), 1)
+            # Cycle through the permutation so that even a split smaller than the reader count feeds everyone.
+            mine = [order[(slot + i * slots) % len(order)] for i in range(count)]
+        else:
+            mine = order[slot::slots].tolist()
+        chosen = sorted((self.rows[i] for i in mine), key=lambda r: (r["shard"], r["key"]))
+        if self.training:
+            # Shards in a random order per epoch and reader (each still read once, front to back); the
+            # shuffle buffer then mixes examples of neighbouring shards.
+            shards = sorted({r["shard"] for r in chosen})
+            rank = {s: i for i, s in enumerate(np.random.default_rng([self.seed, self.epoch, slot, 2])
+                                                .permutation(shards))}
+            chosen.sort(key=lambda r: (rank[r["shard"]], r["key"]))
+        return chosen
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, world = _rank_and_world()
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        slot, slots = rank * workers + worker, world * workers
+        rows = self.assigned_rows(slot, slots)
+        items = self._examples(rows)
+        if not self.training:
+            yield from items
+            return
+        rng = np.random.default_rng([self.seed, self.epoch, slot, 1])
+        buffer: list[dict] = []
+        for item in items:
+            buffer.append(item)
+            if len(buffer) >= self.shuffle_buffer:
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        while buffer:
+            yield buffer.pop(int(rng.integers(len(buffer))))
+
+    def _examples(self, rows: list[dict]) -> Iterator[dict]:
+        wanted: dict[str, list[dict]] = {}
+        for row in rows:
+            wanted.setdefault(row["shard"], []).append(row)
+        for shard, shard_rows in wanted.items():
+            counts: dict[str, int] = {}
+            for row in shard_rows:
+                counts[row["key"]] = counts.get(row["key"], 0) + 1
+            for member in read_shard(self.out_dir / shard):
+                for _ in range(counts.get(member.key, 0)):
+                    yield self._item(member, shard)
+
+    def _item(self, member, shard: str) -> dict:
+        where = f"{self.out_dir / shard}: {member.key}"
+        target = _decode(next(v for k, v in member.files.items() if k.startswith("target.")), where)
+        inputs = [v for k, v in member.files.items() if k.startswith("input.")]
+        noisy = _decode(inputs[0], where) if inputs else target
+        rng = np.random.default_rng([self.seed, self.epoch, int(stable_digest(member.key, 15), 16)])
+        start = self._crop_start(target, rng)
+        end = target.shape[1] if self.crop_frames is None else start + self.crop_frames
+        parameter = self.online.draw(rng) if self.online else math.nan
+        metadata = json.loads(member.files["json"]) if "json" in member.files else {}
+        return {"input": torch.from_numpy(noisy[:, start:end].copy()),
+                "target": torch.from_numpy(target[:, start:end].copy()),
+                "key": member.key, "parameter": parameter, "effect": metadata.get("effect", "")}
+
+    def _crop_start(self, target: np.ndarray, rng: np.random.Generator) -> int:
+        """Start of the crop: a random position whose crop is not near-silent.
+
+        After a few silent tries the loudest crop tried is taken rather than dropping the example, so
+        every reader yields the same number of examples (distributed ranks must take equal steps).
+        """
+        if self.crop_frames is None:
+            return 0
+        latest = target.shape[1] - self.crop_frames
+        if latest < 0:
+            raise ValueError(f"{self.out_dir}: example shorter than the crop ({target.shape[1]} frames)")
+        if not self.training:
+            return 0
+        best, best_level = 0, -math.inf
+        for _ in range(_CROP_ATTEMPTS):
+            start = int(rng.integers(latest + 1))
+            crop = target[:, start:start + self.crop_frames].astype(np.float64)
+            level = 10 * math.log10(max(float(np.mean(crop * crop)), 1e-24))
+            if level >= SILENCE_DB:
+                return start
+            if level > best_level:
+                best, best_level = start, level
+        return best
+
+
+def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``stream``; training batches drop an incomplete last batch, evaluation keeps it."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=num_workers,
+                                       drop_last=stream.training, persistent_workers=False)
+
+
+def apply_online(batch: dict, stream: PairStream, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch to ``device`` and render the online effect there if the dataset has one.
+
+    Returns ``(input, target)`` of shape (B, C, T).
+    """
+    target = batch["target"].to(device)
+    if stream.online is None:
+        return batch["input"].to(device), target
+    return stream.online(target, batch["parameter"].to(torch.float64)), target
