@@ -102,9 +102,10 @@ def test_silent_crops_are_avoided(hardclip_set):
     half_silent[:, 16000:] = 0.1
     rng = np.random.default_rng(0)
     for _ in range(20):
-        assert stream._crop_start(half_silent, rng) + 8000 > 16000
+        assert stream._crop_start(data._Decoder(half_silent, "test"), rng) + 8000 > 16000
     # An all-silent example still yields a crop: readers must stay equal in length.
-    assert 0 <= stream._crop_start(np.zeros((1, 32000), dtype=np.float32), rng) <= 24000
+    silent = data._Decoder(np.zeros((1, 32000), dtype=np.float32), "test")
+    assert 0 <= stream._crop_start(silent, rng) <= 24000
 
 
 def test_online_effect_is_rendered_per_batch_and_reproducible(online_set):

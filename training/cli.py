@@ -35,10 +35,97 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    print(f"{'model':10s} {'paper':>12s} {'original':>12s}   parameters for {args.channels} channel(s)")
+    for name in models.MODELS:
+        counts = [models.parameter_count(models.create(name, size, args.channels)) for size in models.SIZES]
+        print(f"{name:10s} {counts[0]:12,d} {counts[1]:12,d}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(data=args.data, model=args.model, size=args.size, epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
+                         patience_epochs=args.patience, crop_seconds=args.crop_seconds, seed=args.seed,
+                         num_workers=args.workers, max_batches_per_epoch=args.max_batches)
+    out = args.out or f"runs/{args.model}-{args.size}"
+    summary = train(config, out, resume=args.resume, progress=not args.quiet)
+    print(f"{out}: best validation SI-SDR {summary['best_valid_si_sdr_db']:.2f} dB at epoch {summary['best_epoch']}; "
+          f"checkpoint {summary['checkpoint']}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    summary = evaluate(args.checkpoint, args.data, args.split, args.output, batch_size=args.batch_size,
+                       progress=not args.quiet)
+    print(f"{summary['method']} on {summary['examples']} {args.split} examples (median [q1, q3]):")
+    for metric, values in summary["metrics"].items():
+        print(f"  {metric:24s} {values['median']:8.2f} [{values['q1']:.2f}, {values['q3']:.2f}] dB")
+    print(f"wrote {args.output}/scores.parquet and {args.output}/summary.json")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .evaluate import run_file
+
+    report = run_file(args.input, args.output, args.checkpoint, args.chunk_seconds, args.overlap_seconds)
+    print(f"{args.input} -> {args.output}: {report['audio_seconds']:.1f} s of audio in {report['wall_seconds']:.2f} s, "
+          f"{report['times_real_time']:,.1f}x real time")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dedistort", description="Train, evaluate and run distortion-"
                                      "removal models (Imort et al. 2022).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import models
+
+    listing = commands.add_parser("models", help="the models and their parameter counts in both sizes")
+    listing.add_argument("--channels", type=int, default=1, help="audio channels (default 1)")
+    listing.set_defaults(run=_cmd_models)
+
+    train = commands.add_parser("train", help="train a model on a datagen corpus (the paper's procedure)")
+    train.add_argument("--data", required=True, help="a datagen build output folder")
+    train.add_argument("--model", default="demucs", choices=list(models.MODELS), help="model (default demucs)")
+    train.add_argument("--size", default="paper", choices=models.SIZES,
+                       help="paper (Wave-U-Net and Demucs at ~1 M parameters) or original (default paper)")
+    train.add_argument("--epochs", type=int, default=1000, help="passes over the training split (default 1000)")
+    train.add_argument("--batch-size", type=int, default=16, help="examples per batch (default 16)")
+    train.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's original)")
+    train.add_argument("--loss", default="si-sdr", choices=("si-sdr", "sdr"), help="negative SI-SDR or SDR")
+    train.add_argument("--patience", type=int, default=150,
+                       help="epochs without validation improvement before the learning rate × 0.1 (default 150)")
+    train.add_argument("--crop-seconds", type=float, help="training crop length in s (default 2; 2.3 for crafx)")
+    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    train.add_argument("--max-batches", type=int, default=0, help="cap batches per epoch, for trials (0: none)")
+    train.add_argument("--out", help="run folder (default runs/MODEL-SIZE)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint on every example of a split")
+    evaluate.add_argument("--checkpoint", required=True, help="a .pt checkpoint written by dedistort train")
+    evaluate.add_argument("--data", required=True, help="a datagen build output folder")
+    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"), help="(default test)")
+    evaluate.add_argument("-o", "--output", default="results", help="results folder (default results)")
+    evaluate.add_argument("--batch-size", type=int, default=4, help="examples per batch (default 4)")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+    run = commands.add_parser("run", help="restore one audio file (any length and sample rate) with a checkpoint")
+    run.add_argument("input", help="distorted audio file")
+    run.add_argument("-o", "--output", required=True, help="restored file: .wav (32-bit float) or .flac (24-bit)")
+    run.add_argument("--checkpoint", required=True, help="a .pt checkpoint written by dedistort train")
+    run.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length in s (default 10)")
+    run.add_argument("--overlap-seconds", type=float, default=1.0, help="cross-fade between chunks in s (default 1)")
+    run.set_defaults(run=_cmd_run)
     score = commands.add_parser("score", help="SDR and SI-SDR (dB) of an estimate against a clean reference")
     score.add_argument("reference", help="clean reference audio file")
     score.add_argument("estimate", help="processed or restored audio file, same length and rate")

@@ -43,14 +43,6 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _decode(data: bytes, where: str) -> np.ndarray:
-    try:
-        audio, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise ValueError(f"{where}: cannot decode ({error})") from None
-    return np.ascontiguousarray(audio.T)
-
-
 @dataclass(frozen=True)
 class OnlineEffect:
     """An effect recorded in the dataset card for rendering at training time (clip-sdr, hardclip, softclip)."""
@@ -185,19 +177,24 @@ class PairStream(torch.utils.data.IterableDataset):
 
     def _item(self, member, shard: str) -> dict:
         where = f"{self.out_dir / shard}: {member.key}"
-        target = _decode(next(v for k, v in member.files.items() if k.startswith("target.")), where)
-        inputs = [v for k, v in member.files.items() if k.startswith("input.")]
-        noisy = _decode(inputs[0], where) if inputs else target
+        target_bytes = next(v for k, v in member.files.items() if k.startswith("target."))
+        input_bytes = next((v for k, v in member.files.items() if k.startswith("input.")), None)
         rng = np.random.default_rng([self.seed, self.epoch, int(stable_digest(member.key, 15), 16)])
-        start = self._crop_start(target, rng)
-        end = target.shape[1] if self.crop_frames is None else start + self.crop_frames
+        with _Decoder(target_bytes, where) as target:
+            start = self._crop_start(target, rng)
+            length = target.frames - start if self.crop_frames is None else self.crop_frames
+            clean = target.read(start, length)
+        if input_bytes is None:
+            noisy = clean
+        else:
+            with _Decoder(input_bytes, where) as source:
+                noisy = source.read(start, length)
         parameter = self.online.draw(rng) if self.online else math.nan
         metadata = json.loads(member.files["json"]) if "json" in member.files else {}
-        return {"input": torch.from_numpy(noisy[:, start:end].copy()),
-                "target": torch.from_numpy(target[:, start:end].copy()),
+        return {"input": torch.from_numpy(noisy), "target": torch.from_numpy(clean),
                 "key": member.key, "parameter": parameter, "effect": metadata.get("effect", "")}
 
-    def _crop_start(self, target: np.ndarray, rng: np.random.Generator) -> int:
+    def _crop_start(self, target: _Decoder, rng: np.random.Generator) -> int:
         """Start of the crop: a random position whose crop is not near-silent.
 
         After a few silent tries the loudest crop tried is taken rather than dropping the example, so
@@ -205,21 +202,53 @@ class PairStream(torch.utils.data.IterableDataset):
         """
         if self.crop_frames is None:
             return 0
-        latest = target.shape[1] - self.crop_frames
+        latest = target.frames - self.crop_frames
         if latest < 0:
-            raise ValueError(f"{self.out_dir}: example shorter than the crop ({target.shape[1]} frames)")
+            raise ValueError(f"{target.where}: example shorter than the crop ({target.frames} frames)")
         if not self.training:
             return 0
         best, best_level = 0, -math.inf
         for _ in range(_CROP_ATTEMPTS):
             start = int(rng.integers(latest + 1))
-            crop = target[:, start:start + self.crop_frames].astype(np.float64)
+            crop = target.read(start, self.crop_frames).astype(np.float64)
             level = 10 * math.log10(max(float(np.mean(crop * crop)), 1e-24))
             if level >= SILENCE_DB:
                 return start
             if level > best_level:
                 best, best_level = start, level
         return best
+
+
+class _Decoder:
+    """Reads sample ranges of one encoded member without decoding the rest (FLAC seeks)."""
+
+    def __init__(self, data: bytes | np.ndarray, where: str) -> None:
+        self.where = where
+        self._array = data if isinstance(data, np.ndarray) else None
+        self._file = None
+        if self._array is None:
+            try:
+                self._file = sf.SoundFile(io.BytesIO(data))
+            except (sf.LibsndfileError, RuntimeError) as error:
+                raise ValueError(f"{where}: cannot decode ({error})") from None
+        self.frames = self._array.shape[1] if self._array is not None else self._file.frames
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """(channels, frames) float32 from ``start``."""
+        if self._array is not None:
+            return np.ascontiguousarray(self._array[:, start:start + frames])
+        self._file.seek(start)
+        audio = self._file.read(frames, dtype="float32", always_2d=True)
+        if audio.shape[0] != frames:
+            raise ValueError(f"{self.where}: truncated audio ({start + audio.shape[0]} of {start + frames} frames)")
+        return np.ascontiguousarray(audio.T)
+
+    def __enter__(self) -> _Decoder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0) -> torch.utils.data.DataLoader:
