@@ -28,7 +28,7 @@ import manifests
 from effects import get_effect
 from manifests import SPLITS, config_hash, read_json, sha256_file, write_json
 
-from .config import CODECS, BuildConfig
+from .config import CODECS, BuildConfig, source_kind
 from .executors import make_runner
 from .plan import ShardSpec, plan
 from .render import ShardResult
@@ -191,7 +191,6 @@ def build(config: BuildConfig, out_dir: str | os.PathLike, workers: int = 1, das
         reused_count = len(results)
         if reused_count:
             log(f"resuming: {reused_count} of {len(specs)} shards already done")
-        planned_seconds = sum(s["seconds_in"] for s in info["planned"].values())
         bar = tqdm(total=len(specs), initial=reused_count, unit="shard", desc="rendering", disable=not progress)
         by_relpath = {spec.relpath: spec for spec in specs}
         for result in make_runner(workers, dask)(todo, out_dir):
@@ -201,7 +200,7 @@ def build(config: BuildConfig, out_dir: str | os.PathLike, workers: int = 1, das
             bar.update(1)
         bar.close()
 
-        report = _finish(config, config_dict, digest, out_dir, specs, results, info, skipped, planned_seconds)
+        report = _finish(config, config_dict, digest, out_dir, specs, results, info, skipped)
         report.reused_shards = reused_count
         report.rendered_shards = len(todo)
         report.wall_seconds = time.perf_counter() - started
@@ -211,7 +210,7 @@ def build(config: BuildConfig, out_dir: str | os.PathLike, workers: int = 1, das
 
 
 def _finish(config: BuildConfig, config_dict: dict, digest: str, out_dir: Path, specs: list[ShardSpec],
-            results: dict[str, ShardResult], info: dict, skipped: list[dict], planned_seconds: float) -> BuildReport:
+            results: dict[str, ShardResult], info: dict, skipped: list[dict]) -> BuildReport:
     """Manifests, dataset.json, card and SHA256SUMS from the shard results (all in memory: rows are small)."""
     ordered = [results[spec.relpath] for spec in specs]
     for result in ordered:
@@ -285,6 +284,9 @@ def _describe(config: BuildConfig) -> str:
         what = f"clean audio only; at training time: {what}"
     if config.dry_gain:
         what += f", clean signal superimposed with weight {config.dry_gain:g}"
-    source = "the built-in synthetic guitar demo corpus" if config.source in ("", "demo") else config.source
+    # The kind of source only: where the files lie on this machine must not change the card's bytes.
+    kind = source_kind(config.source)
+    source = {"demo": "the built-in synthetic guitar demo corpus", "signaltrain": "SignalTrain LA2A v1.1 (its "
+              "clean inputs)", "idmt": "IDMT-SMT-Audio-Effects (its NoFX recordings)"}.get(kind, "a folder of audio")
     return (f"Pairs of distorted input and clean target made by datagen from {source}: {what}. "
             f"{config.segment_seconds:g}-second segments at {config.sample_rate} Hz.")
