@@ -168,7 +168,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.2f}")
         score = validate(model, valid_stream, device, config.batch_size)
         scheduler.step(score)
