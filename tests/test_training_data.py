@@ -66,12 +66,18 @@ def test_epochs_are_reproducible_and_differ(hardclip_set):
     assert sorted(k for k, _ in run(0)) == sorted(k for k, _ in run(1))
 
 
-def test_training_epoch_visits_every_example_once_with_two_workers(hardclip_set):
+def test_training_epoch_covers_every_example_and_readers_are_equal(hardclip_set):
     stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5)
     loader = data.make_loader(stream, batch_size=1, num_workers=2)
     seen = Counter(key for batch in loader for key in batch["key"])
     expected = {r["key"] for r in read_manifests(hardclip_set)["train"]}
-    assert set(seen) == expected and set(seen.values()) == {1}
+    assert set(seen) == expected and max(seen.values()) <= 2
+    for slots in (2, 3, 7):  # shard dealing and example dealing
+        lengths = {len(stream.assigned_rows(slot, slots)) for slot in range(slots)}
+        assert len(lengths) == 1, f"readers of unequal length with {slots} slots: {lengths}"
+        shards = [{r["shard"] for r in stream.assigned_rows(slot, slots)} for slot in range(slots)]
+        if len({r["shard"] for r in stream.rows}) >= slots:
+            assert all(not (a & b) for i, a in enumerate(shards) for b in shards[i + 1:])  # each shard read once
 
 
 def test_evaluation_visits_each_example_once_in_a_fixed_order(hardclip_set):
@@ -102,10 +108,11 @@ def test_silent_crops_are_avoided(hardclip_set):
     half_silent[:, 16000:] = 0.1
     rng = np.random.default_rng(0)
     for _ in range(20):
-        assert stream._crop_start(data._Decoder(half_silent, "test"), rng) + 8000 > 16000
+        start, crop = stream._crop_start(data._Decoder(half_silent, "test"), rng)
+        assert start + 8000 > 16000 and np.array_equal(crop, half_silent[:, start:start + 8000])
     # An all-silent example still yields a crop: readers must stay equal in length.
     silent = data._Decoder(np.zeros((1, 32000), dtype=np.float32), "test")
-    assert 0 <= stream._crop_start(silent, rng) <= 24000
+    assert 0 <= stream._crop_start(silent, rng)[0] <= 24000
 
 
 def test_online_effect_is_rendered_per_batch_and_reproducible(online_set):

@@ -3,11 +3,11 @@
 :class:`PairStream` is an ``IterableDataset`` over one split of a datagen output folder. It is correct
 with several DataLoader workers and several processes (torchrun):
 
-- Training: each epoch draws a permutation of the split's examples from ``(seed, epoch)`` and deals it
-  to the ``world_size × num_workers`` readers in turn, so every reader gets examples (a split smaller
-  than the number of readers is cycled rather than leaving one empty). Each reader opens only the
-  shards holding its examples, takes one aligned random crop per example (seeded by seed, epoch and
-  key), avoids near-silent crops, and shuffles within a buffer.
+- Training: each epoch deals the split, in an order drawn from ``(seed, epoch)``, to the
+  ``world_size × num_workers`` readers: whole shards when there are enough of them, single examples
+  otherwise; readers with fewer examples cycle theirs, so all take the same number of steps and none is
+  ever empty. Each reader takes one aligned random crop per example (seeded by seed, epoch and key),
+  avoids near-silent crops, and shuffles within a buffer.
 - Validation and test (``training=False``): the examples in key order, dealt the same way; each one is
   yielded exactly once, whole (or cropped from its start when ``crop_seconds`` is given).
 
@@ -125,24 +125,35 @@ class PairStream(torch.utils.data.IterableDataset):
         return len(self.rows)
 
     def assigned_rows(self, slot: int, slots: int) -> list[dict]:
-        """The rows reader ``slot`` of ``slots`` handles this epoch, in reading order."""
-        order = np.arange(len(self.rows))
-        if self.training:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
-            count = max(math.ceil(len(self.rows) / slots), 1)
-            # Cycle through the permutation so that even a split smaller than the reader count feeds everyone.
-            mine = [order[(slot + i * slots) % len(order)] for i in range(count)]
+        """The rows reader ``slot`` of ``slots`` handles this epoch, in reading order.
+
+        Training deals whole shards (in a per-epoch order) when there are at least as many shards as
+        readers, so each shard is read by one reader only; otherwise it deals single examples. Either way
+        every reader gets the same number of rows, cycling its own rows where it has fewer, because
+        distributed ranks must take the same number of steps.
+        """
+        if not self.training:
+            return [self.rows[i] for i in range(slot, len(self.rows), slots)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        shards = sorted({r["shard"] for r in self.rows})
+        if len(shards) >= slots:
+            order = [shards[i] for i in rng.permutation(len(shards))]
+            by_shard: dict[str, list[dict]] = {}
+            for row in self.rows:
+                by_shard.setdefault(row["shard"], []).append(row)
+            dealt = [[row for shard in order[k::slots] for row in by_shard[shard]] for k in range(slots)]
         else:
-            mine = order[slot::slots].tolist()
-        chosen = sorted((self.rows[i] for i in mine), key=lambda r: (r["shard"], r["key"]))
-        if self.training:
-            # Shards in a random order per epoch and reader (each still read once, front to back); the
-            # shuffle buffer then mixes examples of neighbouring shards.
-            shards = sorted({r["shard"] for r in chosen})
-            rank = {s: i for i, s in enumerate(np.random.default_rng([self.seed, self.epoch, slot, 2])
-                                                .permutation(shards))}
-            chosen.sort(key=lambda r: (rank[r["shard"]], r["key"]))
-        return chosen
+            order = rng.permutation(len(self.rows))
+            dealt = [[self.rows[i] for i in order[k::slots]] for k in range(slots)]
+            if len(self.rows) < slots:  # more readers than examples: each takes one, cycling
+                dealt = [[self.rows[order[k % len(order)]]] for k in range(slots)]
+        mine, longest = dealt[slot], max(len(rows) for rows in dealt)
+        mine = [mine[i % len(mine)] for i in range(longest)]
+        # Read shard by shard (each opened once per epoch), shards in a per-reader random order; the
+        # shuffle buffer then mixes examples of neighbouring shards.
+        shard_order = {s: i for i, s in enumerate(np.random.default_rng([self.seed, self.epoch, slot, 2])
+                                                  .permutation(sorted({r["shard"] for r in mine})))}
+        return sorted(mine, key=lambda r: (shard_order[r["shard"]], r["key"]))
 
     def __iter__(self) -> Iterator[dict]:
         rank, world = _rank_and_world()
@@ -181,9 +192,10 @@ class PairStream(torch.utils.data.IterableDataset):
         input_bytes = next((v for k, v in member.files.items() if k.startswith("input.")), None)
         rng = np.random.default_rng([self.seed, self.epoch, int(stable_digest(member.key, 15), 16)])
         with _Decoder(target_bytes, where) as target:
-            start = self._crop_start(target, rng)
+            start, clean = self._crop_start(target, rng)
             length = target.frames - start if self.crop_frames is None else self.crop_frames
-            clean = target.read(start, length)
+            if clean is None:
+                clean = target.read(start, length)
         if input_bytes is None:
             noisy = clean
         else:
@@ -194,29 +206,31 @@ class PairStream(torch.utils.data.IterableDataset):
         return {"input": torch.from_numpy(noisy), "target": torch.from_numpy(clean),
                 "key": member.key, "parameter": parameter, "effect": metadata.get("effect", "")}
 
-    def _crop_start(self, target: _Decoder, rng: np.random.Generator) -> int:
-        """Start of the crop: a random position whose crop is not near-silent.
+    def _crop_start(self, target: _Decoder, rng: np.random.Generator) -> tuple[int, np.ndarray | None]:
+        """Start of the crop, and the crop itself when it was already decoded to check its level.
 
-        After a few silent tries the loudest crop tried is taken rather than dropping the example, so
-        every reader yields the same number of examples (distributed ranks must take equal steps).
+        Training takes a random position whose crop is not near-silent; after a few silent tries the
+        loudest crop tried is taken rather than dropping the example, so every reader yields the same
+        number of examples (distributed ranks must take equal steps). Evaluation starts at 0.
         """
         if self.crop_frames is None:
-            return 0
+            return 0, None
         latest = target.frames - self.crop_frames
         if latest < 0:
             raise ValueError(f"{target.where}: example shorter than the crop ({target.frames} frames)")
         if not self.training:
-            return 0
-        best, best_level = 0, -math.inf
+            return 0, None
+        best, best_crop, best_level = 0, None, -math.inf
         for _ in range(_CROP_ATTEMPTS):
             start = int(rng.integers(latest + 1))
-            crop = target.read(start, self.crop_frames).astype(np.float64)
-            level = 10 * math.log10(max(float(np.mean(crop * crop)), 1e-24))
+            crop = target.read(start, self.crop_frames)
+            wide = crop.astype(np.float64)
+            level = 10 * math.log10(max(float(np.mean(wide * wide)), 1e-24))
             if level >= SILENCE_DB:
-                return start
+                return start, crop
             if level > best_level:
-                best, best_level = start, level
-        return best
+                best, best_crop, best_level = start, crop, level
+        return best, best_crop
 
 
 class _Decoder:
