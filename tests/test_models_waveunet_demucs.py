@@ -44,13 +44,13 @@ def test_gradients_reach_every_parameter_and_it_learns_declipping(name):
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    first = float(loss)
+    first = loss.item()
     for _ in range(60):
         optimizer.zero_grad()
         loss = torch.nn.functional.mse_loss(model(noisy), clean)
         loss.backward()
         optimizer.step()
-    assert float(loss) < 0.5 * first
+    assert loss.item() < 0.5 * first
 
 
 @pytest.mark.parametrize("name", ["waveunet", "demucs"])
