@@ -55,7 +55,7 @@ class WavPairs(torch.utils.data.Dataset):
                 "target": torch.from_numpy(clean[start:start + CROP].T.copy())}
 
 
-def examples_per_second(loader, epochs: int = 2) -> float:
+def examples_per_second(loader, epochs: int = 6) -> float:
     count, started = 0, time.perf_counter()
     for epoch in range(epochs):
         if hasattr(loader.dataset, "set_epoch"):
