@@ -15,7 +15,7 @@ from tqdm import tqdm
 from effects import Effect, NonFiniteAudioError, get_effect, mix
 
 from .audio_io import AudioFileError, atomic_output, open_audio, output_format
-from .wav_writer import MAX_DATA_BYTES, FloatWavWriter
+from .float_wav import MAX_DATA_BYTES, FloatWavReader, FloatWavWriter
 
 #: Frames per block when streaming: large enough that per-call overhead vanishes, small enough to
 #: stay in cache and keep memory flat for any file length.
@@ -74,8 +74,10 @@ def apply_file(input_path: str | os.PathLike, output_path: str | os.PathLike, ef
     started = time.perf_counter()
     input_path = Path(input_path)
     extras: dict[str, float] = {}
-    with open_audio(input_path) as source:
-        rate, channels, frames = source.samplerate, source.channels, source.frames
+    with open_audio(input_path) as probe:  # refuses unreadable and empty files with their reasons
+        rate, channels, frames = probe.samplerate, probe.channels, probe.frames
+    fast = FloatWavReader.open(input_path) if effect.streamable else None
+    with fast or open_audio(input_path) as source:
         output_format(output_path)  # refuse an unsupported extension before any work
         with atomic_output(output_path) as temporary, \
                 _open_sink(Path(output_path), temporary, rate, channels, frames) as sink:
@@ -87,7 +89,8 @@ def apply_file(input_path: str | os.PathLike, output_path: str | os.PathLike, ef
                     process = effect.stream(channels, parameters)
                     buffer = np.empty((block_frames, channels), dtype=np.float32)
                     while True:
-                        block = source.read(block_frames, dtype="float32", out=buffer)
+                        block = buffer[:fast.read_into(buffer)] if fast else source.read(block_frames,
+                                                                                           dtype="float32", out=buffer)
                         if len(block) == 0:
                             break
                         dry = block.T  # (channels, frames) view
@@ -103,6 +106,8 @@ def apply_file(input_path: str | os.PathLike, output_path: str | os.PathLike, ef
             except NonFiniteAudioError as error:
                 raise AudioFileError(f"{input_path}: non-finite samples (NaN or inf) in frames from {position}: "
                                      f"{error}") from None
+            except OSError as error:  # the float WAV reader on a file shorter than its header says
+                raise AudioFileError(f"{input_path}: {error}") from None
             finally:
                 bar.close()
     return ApplyReport(effect.name, parameters, extras, frames / rate, time.perf_counter() - started,

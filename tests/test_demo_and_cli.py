@@ -7,6 +7,7 @@ from datagen.audio_io import AudioFileError
 from datagen.cli import main as datagen_main
 from datagen.cli import parse_effect_args
 from datagen.demo import demo_guitar
+from datagen.float_wav import FloatWavReader
 from effects import clip_to_sdr, overdrive, sdr_db
 from training.cli import main as dedistort_main
 
@@ -34,6 +35,34 @@ def test_demo_rejects_bad_arguments():
 def _write(path, x, rate=16000):
     sf.write(path, x.T, rate, subtype="FLOAT")
     return path
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_float_wav_reader_reads_what_soundfile_reads(tmp_path, channels):
+    x = np.random.default_rng(channels).normal(0, 0.3, (channels, 5000)).astype(np.float32)
+    path = _write(tmp_path / "x.wav", x)  # 3 channels: libsndfile writes WAVE_FORMAT_EXTENSIBLE
+    with FloatWavReader.open(path) as reader:
+        assert (reader.samplerate, reader.channels, reader.frames) == (16000, channels, 5000)
+        buffer = np.empty((1536, channels), dtype=np.float32)
+        blocks = []
+        while count := reader.read_into(buffer):
+            blocks.append(buffer[:count].copy())
+    np.testing.assert_array_equal(np.concatenate(blocks), sf.read(path, dtype="float32", always_2d=True)[0])
+    # Anything else is soundfile's: integer WAV, FLAC, and files that are not audio at all.
+    sf.write(tmp_path / "pcm.wav", x.T, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "x.flac", x.T.clip(-1, 1), 16000)
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00")
+    for other in ("pcm.wav", "x.flac", "junk.wav"):
+        assert FloatWavReader.open(tmp_path / other) is None
+
+
+def test_apply_file_names_a_truncated_float_wav(tmp_path, guitar):
+    source = _write(tmp_path / "in.wav", guitar)
+    data = source.read_bytes()
+    source.write_bytes(data[:-1001])  # the header still promises every frame
+    with pytest.raises(AudioFileError, match="in.wav: truncated float WAV"):
+        apply_file(source, tmp_path / "out.wav", "overdrive", {"gain_db": 30}, progress=False)
+    assert not (tmp_path / "out.wav").exists()
 
 
 def test_apply_file_streams_like_the_function(tmp_path, stereo_guitar):
