@@ -10,6 +10,8 @@ import soundfile as sf
 
 from effects import sdr_db, si_sdr_db
 
+from .methods import BUILTIN_METHODS
+
 
 def _load(path: str) -> tuple[np.ndarray, int]:
     try:
@@ -59,25 +61,69 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_of(args: argparse.Namespace) -> str:
+    if bool(args.checkpoint) == bool(args.method):
+        raise ValueError("give exactly one of --checkpoint CKPT and --method NAME")
+    return args.checkpoint or args.method
+
+
+def _aspade_options(args: argparse.Namespace) -> dict:
+    return {"window_samples": args.aspade_window, "hop_samples": args.aspade_hop, "epsilon": args.aspade_epsilon}
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
+    from .methods import resolve
+    from .metrics import parse_metric_names
 
-    summary = evaluate(args.checkpoint, args.data, args.split, args.output, batch_size=args.batch_size,
+    metrics = parse_metric_names(args.metrics)
+    spec = _method_of(args)
+    method = resolve(spec, aspade_options=_aspade_options(args)) if spec == "aspade" else spec
+    summary = evaluate(method, args.data, args.split, args.output, metrics=metrics, vggish_path=args.vggish,
+                       batch_size=args.batch_size, workers=args.workers, save_examples=args.save_examples,
                        progress=not args.quiet)
     print(f"{summary['method']} on {summary['examples']} {args.split} examples (median [q1, q3]):")
-    for metric, values in summary["metrics"].items():
-        print(f"  {metric:24s} {values['median']:8.2f} [{values['q1']:.2f}, {values['q3']:.2f}] dB")
-    print(f"wrote {args.output}/scores.parquet and {args.output}/summary.json")
+    for column, values in summary["metrics"].items():
+        print(f"  {column:28s} {values['median']:8.3f} [{values['q1']:.3f}, {values['q3']:.3f}]")
+    for role, value in summary.get("fad", {}).items():
+        print(f"  FAD of the {role} set{'':14s} {value:8.3f}")
+    speed = summary["speed"]
+    print(f"{summary['method']} ran at {speed['times_real_time']:,.1f}x real time on {speed['device']}")
+    print(f"wrote {args.output}/scores.parquet, {args.output}/summary.json and {args.output}/audio/")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .evaluate import run_file
 
-    report = run_file(args.input, args.output, args.checkpoint, args.chunk_seconds, args.overlap_seconds)
+    spec = _method_of(args)
+    report = run_file(args.input, args.output, spec, args.chunk_seconds, args.overlap_seconds,
+                      aspade_options=_aspade_options(args) if spec == "aspade" else None)
     print(f"{args.input} -> {args.output}: {report['audio_seconds']:.1f} s of audio in {report['wall_seconds']:.2f} s, "
           f"{report['times_real_time']:,.1f}x real time")
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    written = write_report(args.results, args.output, example_key=args.example)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="a .pt checkpoint written by dedistort train")
+    parser.add_argument("--method", choices=BUILTIN_METHODS,
+                        help="a baseline instead of a checkpoint: aspade (A-SPADE declipper), irm (ideal ratio mask "
+                             "oracle; evaluate only), input (the distorted input unchanged)")
+    parser.add_argument("--aspade-window", type=int, default=1024, help="A-SPADE window in samples (default 1024)")
+    parser.add_argument("--aspade-hop", type=int, default=256, help="A-SPADE hop in samples (default 256)")
+    parser.add_argument("--aspade-epsilon", type=float, default=0.1,
+                        help="A-SPADE stopping tolerance on the residual norm (default 0.1)")
+
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "removal models (Imort et al. 2022).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from . import models
+    from .evaluate import DEFAULT_METRICS
+    from .metrics import METRIC_NAMES
 
     listing = commands.add_parser("models", help="the models and their parameter counts in both sizes")
     listing.add_argument("--channels", type=int, default=1, help="audio channels (default 1)")
@@ -110,22 +158,39 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="score a checkpoint on every example of a split")
-    evaluate.add_argument("--checkpoint", required=True, help="a .pt checkpoint written by dedistort train")
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint or a baseline on every example of a split")
+    _add_method_arguments(evaluate)
     evaluate.add_argument("--data", required=True, help="a datagen build output folder")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"), help="(default test)")
     evaluate.add_argument("-o", "--output", default="results", help="results folder (default results)")
+    evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                          help=f"comma-separated, from {', '.join(METRIC_NAMES)} "
+                               f"(default {','.join(DEFAULT_METRICS)}); SDRs in dB, PEAQ as ODG in [-4, 0], "
+                               "R_nonlin in [0, 1], FAD per set")
+    evaluate.add_argument("--vggish", help="VGGish weights for FAD (a state dict such as torchvggish's "
+                                           "vggish-10086976.pth); nothing is downloaded")
     evaluate.add_argument("--batch-size", type=int, default=4, help="examples per batch (default 4)")
+    evaluate.add_argument("--workers", type=int, help="processes scoring the metrics (default: one per core)")
+    evaluate.add_argument("--save-examples", type=int, default=3,
+                          help="examples written as WAV for the report's spectrograms (default 3)")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_cmd_evaluate)
 
-    run = commands.add_parser("run", help="restore one audio file (any length and sample rate) with a checkpoint")
+    run = commands.add_parser("run", help="restore one audio file (any length and sample rate)")
     run.add_argument("input", help="distorted audio file")
     run.add_argument("-o", "--output", required=True, help="restored file: .wav (32-bit float) or .flac (24-bit)")
-    run.add_argument("--checkpoint", required=True, help="a .pt checkpoint written by dedistort train")
+    _add_method_arguments(run)
     run.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length in s (default 10)")
     run.add_argument("--overlap-seconds", type=float, default=1.0, help="cross-fade between chunks in s (default 1)")
     run.set_defaults(run=_cmd_run)
+
+    report = commands.add_parser("report", help="the paper's figures and tables from evaluate results")
+    report.add_argument("results", nargs="+", help="results folders written by dedistort evaluate")
+    report.add_argument("-o", "--output", default="report", help="report folder (default report)")
+    report.add_argument("--example", help="key of the example whose spectrograms to draw (default: the first "
+                                          "one every result saved)")
+    report.set_defaults(run=_cmd_report)
+
     score = commands.add_parser("score", help="SDR and SI-SDR (dB) of an estimate against a clean reference")
     score.add_argument("reference", help="clean reference audio file")
     score.add_argument("estimate", help="processed or restored audio file, same length and rate")

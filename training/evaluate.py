@@ -1,10 +1,27 @@
-"""``dedistort evaluate`` and ``dedistort run``: scoring a checkpoint on a split, restoring a file."""
+"""``dedistort evaluate`` and ``dedistort run``: scoring a method on a split, restoring a file.
+
+``evaluate`` runs a method (a checkpoint, ``aspade``, ``irm`` or ``input``; see :mod:`training.methods`)
+on every example of a split once, in key order, and scores the distorted input and the method's output
+against the clean target with the chosen metrics (:mod:`training.metrics`). It writes, into the results
+folder:
+
+- ``scores.parquet``: one row per example: key, method, effect and its parameters, the nominal input
+  SDR (the clip-sdr target, when there is one), then ``input_<metric>`` and ``output_<metric>`` for each
+  metric and ``si_sdr_improvement_db``;
+- ``summary.json``: medians, quartiles and means per column, FAD of input and output sets when asked,
+  and the method's own speed (x real time, restoration only);
+- ``audio/KEY.{input,target,output}.wav`` for the first few examples (``dedistort report`` draws their
+  spectrograms).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,83 +30,212 @@ import soxr
 import torch
 from tqdm import tqdm
 
-from effects import input_sdrs_db
 from manifests.dataset_info import atomic_path
 
 from .data import PairStream, apply_online, make_loader
-from .train import default_device, load_checkpoint, model_from_checkpoint
+from .methods import Method, resolve
+from .metrics import METRICS, parse_metric_names
 
-#: Columns of the per-example results file.
-RESULT_COLUMNS = ("key", "method", "effect", "parameters", "online_parameter", "input_sdr_db", "input_si_sdr_db",
-                  "output_sdr_db", "output_si_sdr_db", "si_sdr_improvement_db")
+#: What ``evaluate`` scores when not told otherwise (FAD needs VGGish weights, so it is asked for).
+DEFAULT_METRICS = ("si-sdr", "sdr", "peaq", "rnonlin")
 
 
 def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+    return value if value is not None and math.isfinite(value) else None
 
 
-@torch.no_grad()
-def evaluate(checkpoint: str | Path, data: str | Path, split: str = "test", out_dir: str | Path = "results",
-             device: torch.device | None = None, batch_size: int = 4, progress: bool = True) -> dict:
-    """Score every example of ``split`` once; writes ``out_dir``/scores.parquet and summary.json.
+def score_pair(reference: np.ndarray, noisy: np.ndarray, output: np.ndarray, sample_rate: int,
+               metrics: tuple[str, ...]) -> dict:
+    """``input_<column>`` and ``output_<column>`` of every per-example metric, and the SI-SDR improvement.
 
-    Returns the summary: per metric, the median and quartiles over the examples.
+    Arrays are (channels, samples) float32 at ``sample_rate`` Hz. A metric that cannot be computed for
+    an example (e.g. SDR of a silent reference) is None, never an aborted evaluation.
+    """
+    row = {}
+    for name in metrics:
+        if name not in METRICS:
+            continue
+        metric = METRICS[name]
+        for prefix, estimate in (("input", noisy), ("output", output)):
+            try:
+                row[f"{prefix}_{metric.column}"] = _finite(metric(reference, estimate, sample_rate))
+            except ValueError:
+                row[f"{prefix}_{metric.column}"] = None
+    if "si-sdr" in metrics and None not in (row.get("input_si_sdr_db"), row.get("output_si_sdr_db")):
+        row["si_sdr_improvement_db"] = row["output_si_sdr_db"] - row["input_si_sdr_db"]
+    elif "si-sdr" in metrics:
+        row["si_sdr_improvement_db"] = None
+    return row
+
+
+def _score_job(job: tuple) -> tuple[str, dict]:
+    key, reference, noisy, output, rate, metrics = job
+    return key, score_pair(reference, noisy, output, rate, metrics)
+
+
+def _nominal_input_sdr(row: dict, online_parameter: float | None, online_effect: str | None) -> float | None:
+    """The input SDR an example was made for: clip-sdr's target, offline or online; None otherwise."""
+    parameters = json.loads(row["parameters"]) if row.get("parameters") else {}
+    if "sdr_db" in parameters:
+        return float(parameters["sdr_db"])
+    if online_effect == "clip-sdr" and online_parameter is not None:
+        return float(online_parameter)
+    return None
+
+
+class _FadSets:
+    """FAD of the input set and of the output set against the target set, embedding as examples arrive.
+
+    Only running sums of the embeddings are kept (:class:`~training.metrics.fad.GaussianStats`), so the
+    sets never sit in memory. Multi-channel audio is mixed to mono, as VGGish takes one channel.
+    """
+
+    def __init__(self, vggish_path: str | Path, device: torch.device) -> None:
+        from .metrics.fad import GaussianStats, VGGishEmbedder, load_vggish
+
+        self._embed = VGGishEmbedder(load_vggish(vggish_path, device=device))
+        self._stats = {role: GaussianStats() for role in ("target", "input", "output")}
+
+    def add(self, reference: np.ndarray, noisy: np.ndarray, output: np.ndarray, rate: int) -> None:
+        for role, audio in (("target", reference), ("input", noisy), ("output", output)):
+            self._stats[role].add(self._embed(audio.mean(axis=0), rate))
+
+    def scores(self) -> dict:
+        from .metrics.fad import frechet_distance
+
+        target = self._stats["target"]
+        return {role: frechet_distance(target.mean, target.covariance, self._stats[role].mean,
+                                       self._stats[role].covariance) for role in ("input", "output")}
+
+
+def evaluate(method: str | Path | Method, data: str | Path, split: str = "test", out_dir: str | Path = "results",
+             metrics: tuple[str, ...] = DEFAULT_METRICS, vggish_path: str | Path | None = None,
+             device: torch.device | None = None, batch_size: int = 4, workers: int | None = None,
+             save_examples: int = 3, progress: bool = True) -> dict:
+    """Score ``method`` on every example of ``split`` once; writes scores.parquet, summary.json and audio/.
+
+    Args:
+        method: a checkpoint path, "aspade", "irm", "input", or a :class:`~training.methods.Method`.
+        data: a ``datagen build`` output folder.
+        metrics: names from :data:`training.metrics.METRIC_NAMES`; "fad" needs ``vggish_path``.
+        workers: processes scoring the per-example metrics (None: one per core; 0: in this process).
+        save_examples: how many examples (the first in key order) to write as WAV for the report.
+
+    Returns the summary (what summary.json holds).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    device = device or default_device()
-    model, config = model_from_checkpoint(load_checkpoint(checkpoint, device), device)
+    metrics = parse_metric_names(",".join(metrics))
+    if "fad" in metrics and vggish_path is None:
+        raise ValueError("the fad metric needs VGGish weights: pass --vggish PATH (e.g. torchvggish's "
+                         "vggish-10086976.pth); nothing is downloaded")
+    device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    method = method if isinstance(method, Method) else resolve(method, device)
     stream = PairStream(data, split, None, training=False)
+    if method.sample_rate is not None and method.sample_rate != stream.sample_rate:
+        raise ValueError(f"{method.name} was trained at {method.sample_rate} Hz; {data} is at {stream.sample_rate} Hz")
     manifest = {row["key"]: row for row in stream.rows}
-    rows = []
-    for batch in tqdm(make_loader(stream, batch_size=batch_size), desc=f"evaluating {split}", unit="batch",
-                      disable=not progress):
-        noisy, clean = apply_online(batch, stream, device)
-        output = model(noisy)
-        for b, key in enumerate(batch["key"]):
-            reference = clean[b].cpu().numpy()
-            input_sdr, input_si_sdr = input_sdrs_db(reference, noisy[b].cpu().numpy())
-            output_sdr, output_si_sdr = input_sdrs_db(reference, output[b].cpu().numpy())
-            row = manifest[key]
-            rows.append({"key": key, "method": f"{config['model']}-{config['size']}", "effect": row["effect"],
-                         "parameters": row["parameters"], "online_parameter": _finite(float(batch["parameter"][b])),
-                         "input_sdr_db": _finite(input_sdr), "input_si_sdr_db": _finite(input_si_sdr),
-                         "output_sdr_db": _finite(output_sdr), "output_si_sdr_db": _finite(output_si_sdr),
-                         "si_sdr_improvement_db": _finite(output_si_sdr - input_si_sdr)})
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["key"]))
+    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    fad = _FadSets(vggish_path, device) if "fad" in metrics else None
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    pool = ProcessPoolExecutor(workers) if workers > 0 else None
+    pending: deque[Future] = deque()
+    scored: dict[str, dict] = {}
+    rows: list[dict] = []
+    method_seconds = audio_seconds = 0.0
+    try:
+        for batch in tqdm(make_loader(stream, batch_size=batch_size), desc=f"{method.name} on {split}",
+                          unit="batch", disable=not progress):
+            noisy, clean = apply_online(batch, stream, device)
+            started = time.perf_counter()
+            output = method(noisy, clean, stream.sample_rate)
+            if output.device.type == "cuda":
+                torch.cuda.synchronize()
+            method_seconds += time.perf_counter() - started
+            audio_seconds += noisy.shape[0] * noisy.shape[-1] / stream.sample_rate
+            for b, key in enumerate(batch["key"]):
+                reference, distorted, restored = (t[b].detach().cpu().numpy().astype(np.float32)
+                                                  for t in (clean, noisy, output))
+                if len(rows) < save_examples:
+                    _save_example(out_dir / "audio", key, reference, distorted, restored, stream.sample_rate)
+                if fad is not None:
+                    fad.add(reference, distorted, restored, stream.sample_rate)
+                job = (key, reference, distorted, restored, stream.sample_rate, metrics)
+                if pool is None:
+                    scored.update([_score_job(job)])
+                else:
+                    pending.append(pool.submit(_score_job, job))
+                    while len(pending) > 4 * workers:  # bounded memory: a few examples in flight per worker
+                        scored.update([pending.popleft().result()])
+                online_parameter = _finite(float(batch["parameter"][b]))
+                row = manifest[key]
+                rows.append({"key": key, "method": method.name, "effect": row["effect"],
+                             "parameters": row["parameters"], "online_parameter": online_parameter,
+                             "nominal_input_sdr_db": _nominal_input_sdr(
+                                 row, online_parameter, stream.online.effect if stream.online else None)})
+        while pending:
+            scored.update([pending.popleft().result()])
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    for row in rows:
+        row.update(scored[row["key"]])
+    rows.sort(key=lambda r: r["key"])
     with atomic_path(out_dir / "scores.parquet") as temporary:
-        pq.write_table(table, temporary)
-    summary = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "examples": len(rows),
-               "method": f"{config['model']}-{config['size']}", "metrics": {}}
-    for metric in RESULT_COLUMNS[5:]:
-        values = np.array([r[metric] for r in rows if r[metric] is not None], dtype=float)
-        if values.size:
-            q1, median, q3 = np.percentile(values, [25, 50, 75])
-            summary["metrics"][metric] = {"median": median, "q1": q1, "q3": q3, "mean": float(values.mean())}
+        pq.write_table(pa.Table.from_pylist(rows), temporary)
+    summary = {"method": method.name, "description": method.description, "data": str(data), "split": split,
+               "examples": len(rows), "sample_rate": stream.sample_rate, "metrics_computed": list(metrics),
+               "metrics": summarise(rows),
+               "speed": {"audio_seconds": audio_seconds, "method_seconds": method_seconds,
+                         "times_real_time": audio_seconds / max(method_seconds, 1e-9), "device": str(device)}}
+    if fad is not None:
+        summary["fad"] = fad.scores()
     with atomic_path(out_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
-@torch.no_grad()
-def run_file(input_path: str | Path, output_path: str | Path, checkpoint: str | Path, chunk_seconds: float = 10.0,
-             overlap_seconds: float = 1.0, device: torch.device | None = None) -> dict:
-    """Restore one audio file of any length and sample rate with a trained model.
+def summarise(rows: list[dict]) -> dict:
+    """Median, quartiles and mean of every numeric score column (input_*, output_*, *_improvement_db)."""
+    summary = {}
+    columns = [c for c in rows[0] if c.startswith(("input_", "output_")) or c.endswith("_improvement_db")] if rows \
+        else []
+    for column in columns:
+        values = np.array([r[column] for r in rows if r.get(column) is not None], dtype=float)
+        if values.size:
+            q1, median, q3 = np.percentile(values, [25, 50, 75])
+            summary[column] = {"median": float(median), "q1": float(q1), "q3": float(q3), "mean": float(values.mean()),
+                               "count": int(values.size)}
+    return summary
 
-    The file is resampled to the model's rate, cut into ``chunk_seconds`` chunks overlapping by
-    ``overlap_seconds`` (cross-faded with a linear ramp), run through the model channel by channel if
-    the model is mono, resampled back to the file's rate and written (32-bit float WAV or 24-bit FLAC).
-    Returns {"audio_seconds", "wall_seconds", "times_real_time"}.
+
+def _save_example(folder: Path, key: str, reference: np.ndarray, noisy: np.ndarray, output: np.ndarray,
+                  rate: int) -> None:
+    for role, audio in (("input", noisy), ("target", reference), ("output", output)):
+        with atomic_path(folder / f"{key}.{role}.wav") as temporary:
+            sf.write(temporary, audio.T, rate, subtype="FLOAT", format="WAV")
+
+
+def run_file(input_path: str | Path, output_path: str | Path, method: str | Path | Method, chunk_seconds: float = 10.0,
+             overlap_seconds: float = 1.0, device: torch.device | None = None,
+             aspade_options: dict | None = None) -> dict:
+    """Restore one audio file of any length and sample rate with a trained model or A-SPADE.
+
+    A model's file is resampled to the model's rate and back; A-SPADE runs at the file's own rate (resampling
+    would smear the clipped plateaus it detects), with the clipping threshold taken from the whole file.
+    The signal is cut into ``chunk_seconds`` chunks overlapping by ``overlap_seconds`` (cross-faded with a
+    linear ramp), run channel by channel if the method is mono, and written as 32-bit float WAV or 24-bit
+    FLAC. Returns {"audio_seconds", "wall_seconds", "times_real_time"}.
     """
     if not 0 <= overlap_seconds < chunk_seconds:
         raise ValueError(f"need 0 <= overlap_seconds < chunk_seconds, got {overlap_seconds} and {chunk_seconds}")
-    device = device or default_device()
-    state = load_checkpoint(checkpoint, device)
-    model, _ = model_from_checkpoint(state, device)
-    model_rate, model_channels = int(state["sample_rate"]), int(state["channels"])
+    suffix = Path(output_path).suffix.lower()
+    container, subtype = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}.get(suffix, (None, None))
+    if container is None:
+        raise ValueError(f"{output_path}: output must end in .wav or .flac")
+    device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     try:
         audio, rate = sf.read(input_path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
@@ -98,23 +244,28 @@ def run_file(input_path: str | Path, output_path: str | Path, checkpoint: str | 
         raise ValueError(f"{input_path}: contains no samples")
     if not np.isfinite(audio).all():
         raise ValueError(f"{input_path}: contains non-finite samples (NaN or inf)")
+    if str(method) == "aspade":
+        # One threshold for the whole file: a chunk's own peak would be below the clipping level.
+        options = {"threshold": float(np.abs(audio).max()), **(aspade_options or {})}
+        method = resolve("aspade", device, options)
+    elif not isinstance(method, Method):
+        method = resolve(method, device)
+    if method.needs_target:
+        raise ValueError(f"{method.name} is an oracle: it needs the clean target, so it runs in evaluate only")
     started = time.perf_counter()
+    model_rate = method.sample_rate or rate
     resampled = soxr.resample(audio, rate, model_rate, quality="VHQ") if rate != model_rate else audio
     signal = np.ascontiguousarray(resampled.T)  # (channels, samples)
-    if model_channels == 1:
-        restored = np.concatenate([_overlap_add(model, signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds,
+    if method.channels in (None, signal.shape[0]):
+        restored = _overlap_add(method, signal, model_rate, chunk_seconds, overlap_seconds, device)
+    elif method.channels == 1:
+        restored = np.concatenate([_overlap_add(method, signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds,
                                                 device) for c in range(signal.shape[0])])
-    elif signal.shape[0] == model_channels:
-        restored = _overlap_add(model, signal, model_rate, chunk_seconds, overlap_seconds, device)
     else:
-        raise ValueError(f"{input_path} has {signal.shape[0]} channels; the model takes {model_channels}")
+        raise ValueError(f"{input_path} has {signal.shape[0]} channels; {method.name} takes {method.channels}")
     output = soxr.resample(restored.T, model_rate, rate, quality="VHQ") if rate != model_rate else restored.T
     output = output[: audio.shape[0]]
     output = np.pad(output, ((0, audio.shape[0] - output.shape[0]), (0, 0)))
-    suffix = Path(output_path).suffix.lower()
-    container, subtype = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}.get(suffix, (None, None))
-    if container is None:
-        raise ValueError(f"{output_path}: output must end in .wav or .flac")
     with atomic_path(output_path) as temporary:
         sf.write(temporary, np.clip(output, -1, 1) if subtype != "FLOAT" else output, rate, subtype=subtype,
                  format=container)
@@ -123,9 +274,10 @@ def run_file(input_path: str | Path, output_path: str | Path, checkpoint: str | 
     return {"audio_seconds": seconds, "wall_seconds": wall, "times_real_time": seconds / max(wall, 1e-9)}
 
 
-def _overlap_add(model: torch.nn.Module, signal: np.ndarray, rate: int, chunk_seconds: float,
-                 overlap_seconds: float, device: torch.device) -> np.ndarray:
-    """Model output for (C, T) ``signal`` chunk by chunk, cross-fading the overlaps; returns (C, T)."""
+@torch.no_grad()
+def _overlap_add(method: Method, signal: np.ndarray, rate: int, chunk_seconds: float, overlap_seconds: float,
+                 device: torch.device) -> np.ndarray:
+    """Method output for (C, T) ``signal`` chunk by chunk, cross-fading the overlaps; returns (C, T)."""
     chunk = max(1, round(chunk_seconds * rate))
     overlap = round(overlap_seconds * rate)
     hop = chunk - overlap
@@ -135,7 +287,7 @@ def _overlap_add(model: torch.nn.Module, signal: np.ndarray, rate: int, chunk_se
     ramp = np.linspace(0.0, 1.0, overlap + 2)[1:-1] if overlap else np.zeros(0)
     for start in range(0, max(length - overlap, 1), hop):
         piece = signal[:, start:start + chunk]
-        estimate = model(torch.from_numpy(piece).unsqueeze(0).to(device))[0].cpu().numpy()
+        estimate = method(torch.from_numpy(piece).unsqueeze(0).to(device), None, rate)[0].cpu().numpy()
         window = np.ones(piece.shape[1])
         if start > 0 and overlap:
             window[:overlap] = ramp[: piece.shape[1]] if piece.shape[1] < overlap else ramp

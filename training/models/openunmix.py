@@ -142,21 +142,33 @@ class OpenUnmix(nn.Module):
         """Complex STFT of ``x`` ``(B, C, T)``, zero-padded to a multiple of the hop: ``(B, C, bins, frames)``."""
         if x.dim() != 3 or x.shape[1] != self.channels or x.shape[-1] < 1:
             raise ValueError(f"expected a (B, {self.channels}, T) batch with T >= 1, got shape {tuple(x.shape)}")
-        batch, channels, length = x.shape
-        padded = math.ceil(length / self.hop_length) * self.hop_length
-        x = F.pad(x.reshape(batch * channels, length), (0, padded - length))
-        # Centred frames with zeros past both ends (reflection needs more samples than short inputs have).
-        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="constant",
-                          return_complex=True)
-        return spec.reshape(batch, channels, *spec.shape[-2:])
+        return stft(x, self.n_fft, self.hop_length, self.window)
 
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """Inverse of :meth:`stft`: ``(B, C, bins, frames)`` -> ``(B, C, length)``."""
-        batch, channels, bins, frames = spec.shape
-        padded = (frames - 1) * self.hop_length
-        y = torch.istft(spec.reshape(batch * channels, bins, frames), self.n_fft, self.hop_length,
-                        window=self.window, center=True, length=padded)
-        return y[..., :length].reshape(batch, channels, length)
+        return istft(spec, self.n_fft, self.hop_length, self.window, length)
+
+
+def stft(x: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
+    """UMX's analysis: complex STFT of ``x`` ``(B, C, T)`` zero-padded to a multiple of ``hop_length``.
+
+    Centred frames with zeros past both ends (reflection needs more samples than short inputs have).
+    Returns ``(B, C, n_fft // 2 + 1, frames)``; :func:`istft` inverts it exactly.
+    """
+    batch, channels, length = x.shape
+    padded = math.ceil(length / hop_length) * hop_length
+    x = F.pad(x.reshape(batch * channels, length), (0, padded - length))
+    spec = torch.stft(x, n_fft, hop_length, window=window, center=True, pad_mode="constant", return_complex=True)
+    return spec.reshape(batch, channels, *spec.shape[-2:])
+
+
+def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor, length: int) -> torch.Tensor:
+    """Inverse of :func:`stft`: ``(B, C, bins, frames)`` -> ``(B, C, length)``."""
+    batch, channels, bins, frames = spec.shape
+    padded = (frames - 1) * hop_length
+    y = torch.istft(spec.reshape(batch * channels, bins, frames), n_fft, hop_length, window=window, center=True,
+                    length=padded)
+    return y[..., :length].reshape(batch, channels, length)
 
 
 def _max_bin(sample_rate: float, n_fft: int, bandwidth_hz: float) -> int:
