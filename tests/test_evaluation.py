@@ -126,3 +126,24 @@ def test_evaluate_refuses_what_it_cannot_do(clip_corpus, tmp_path, capsys):
     sf.write(noisy, demo_guitar(1.0, 16000).T, 16000)
     assert dedistort_main(["run", str(noisy), "-o", str(tmp_path / "out.wav"), "--method", "irm"]) == 2
     assert "oracle" in capsys.readouterr().err
+
+
+def _band_energies(audio: np.ndarray, rate: int) -> np.ndarray:
+    """A tiny FAD embedder: log energies of 16 bands per 0.1-s frame, (frames, 16)."""
+    frames = audio[: len(audio) // 1600 * 1600].reshape(-1, 1600)
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(1600), axis=1)) ** 2
+    return np.log(np.stack([band.sum(axis=1) for band in np.array_split(spectrum, 16, axis=1)], axis=1) + 1e-9)
+
+
+def test_evaluate_computes_fad_of_input_and_output_sets(clip_corpus, tmp_path):
+    from training.evaluate import evaluate
+
+    summary = evaluate("irm", clip_corpus, "test", tmp_path / "irm", metrics=("si-sdr", "fad"),
+                       fad_embedder=_band_energies, workers=0, progress=False)
+    assert summary["fad"]["input"] > 0
+    assert summary["fad"]["output"] < summary["fad"]["input"]  # the oracle's output sounds like the target
+    assert json.loads((tmp_path / "irm" / "summary.json").read_text())["fad"] == pytest.approx(summary["fad"])
+    (tmp_path / "weights.pth").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="weights.pth"):
+        evaluate("input", clip_corpus, "test", tmp_path / "x", metrics=("fad",), vggish_path=tmp_path / "weights.pth",
+                 workers=0, progress=False)

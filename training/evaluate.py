@@ -90,10 +90,10 @@ class _FadSets:
     sets never sit in memory. Multi-channel audio is mixed to mono, as VGGish takes one channel.
     """
 
-    def __init__(self, vggish_path: str | Path, device: torch.device) -> None:
-        from .metrics.fad import GaussianStats, VGGishEmbedder, load_vggish
+    def __init__(self, embedder) -> None:
+        from .metrics.fad import GaussianStats
 
-        self._embed = VGGishEmbedder(load_vggish(vggish_path, device=device))
+        self._embed = embedder
         self._stats = {role: GaussianStats() for role in ("target", "input", "output")}
 
     def add(self, reference: np.ndarray, noisy: np.ndarray, output: np.ndarray, rate: int) -> None:
@@ -111,13 +111,14 @@ class _FadSets:
 def evaluate(method: str | Path | Method, data: str | Path, split: str = "test", out_dir: str | Path = "results",
              metrics: tuple[str, ...] = DEFAULT_METRICS, vggish_path: str | Path | None = None,
              device: torch.device | None = None, batch_size: int = 4, workers: int | None = None,
-             save_examples: int = 3, progress: bool = True) -> dict:
+             save_examples: int = 3, progress: bool = True, fad_embedder=None) -> dict:
     """Score ``method`` on every example of ``split`` once; writes scores.parquet, summary.json and audio/.
 
     Args:
         method: a checkpoint path, "aspade", "irm", "input", or a :class:`~training.methods.Method`.
         data: a ``datagen build`` output folder.
-        metrics: names from :data:`training.metrics.METRIC_NAMES`; "fad" needs ``vggish_path``.
+        metrics: names from :data:`training.metrics.METRIC_NAMES`; "fad" needs ``vggish_path`` (VGGish
+            weights) or ``fad_embedder`` (any ``embed(audio (samples,), rate) -> (frames, D)`` callable).
         workers: processes scoring the per-example metrics (None: one per core; 0: in this process).
         save_examples: how many examples (the first in key order) to write as WAV for the report.
 
@@ -127,7 +128,7 @@ def evaluate(method: str | Path | Method, data: str | Path, split: str = "test",
     import pyarrow.parquet as pq
 
     metrics = parse_metric_names(",".join(metrics))
-    if "fad" in metrics and vggish_path is None:
+    if "fad" in metrics and vggish_path is None and fad_embedder is None:
         raise ValueError("the fad metric needs VGGish weights: pass --vggish PATH (e.g. torchvggish's "
                          "vggish-10086976.pth); nothing is downloaded")
     device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
@@ -138,7 +139,13 @@ def evaluate(method: str | Path | Method, data: str | Path, split: str = "test",
     manifest = {row["key"]: row for row in stream.rows}
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-    fad = _FadSets(vggish_path, device) if "fad" in metrics else None
+    fad = None
+    if "fad" in metrics:
+        if fad_embedder is None:
+            from .metrics.vggish import VGGishEmbedder, load_vggish
+
+            fad_embedder = VGGishEmbedder(load_vggish(vggish_path, device=device))
+        fad = _FadSets(fad_embedder)
     workers = (os.cpu_count() or 1) if workers is None else workers
     pool = ProcessPoolExecutor(workers) if workers > 0 else None
     pending: deque[Future] = deque()
