@@ -16,10 +16,9 @@ import sys
 
 import numpy as np
 
+from manifests.member_audio import float_wav_layout
+
 _WAVE_FORMAT_IEEE_FLOAT = 3
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-#: The SubFormat GUID of WAVE_FORMAT_EXTENSIBLE files holding IEEE float samples.
-_KSDATAFORMAT_SUBTYPE_IEEE_FLOAT = bytes.fromhex("0300000000001000800000aa00389b71")
 #: RIFF sizes are 32-bit; larger outputs go through soundfile, which writes RF64.
 MAX_DATA_BYTES = 0xFFFFFFFF - 64
 
@@ -99,8 +98,8 @@ class FloatWavReader:
             return None
         handle = open(path, "rb", buffering=0)
         try:
-            layout = _float_layout(handle)
-        except (OSError, struct.error):
+            layout = float_wav_layout(lambda offset, count: os.pread(handle.fileno(), count, offset))
+        except OSError:
             layout = None
         if layout is None:
             handle.close()
@@ -135,30 +134,3 @@ class FloatWavReader:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def _float_layout(handle) -> tuple[int, int, int, int] | None:
-    """(data offset, data bytes, sample rate, channels) of a RIFF float32 WAV file, or None."""
-    head = handle.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    position, layout = 12, None
-    while True:
-        handle.seek(position)
-        chunk = handle.read(8)
-        if len(chunk) < 8:
-            return None
-        name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-        if name == b"fmt ":
-            fmt = handle.read(min(size, 40))
-            tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
-            if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 40 and fmt[24:40] == _KSDATAFORMAT_SUBTYPE_IEEE_FLOAT:
-                tag = _WAVE_FORMAT_IEEE_FLOAT
-            if tag != _WAVE_FORMAT_IEEE_FLOAT or bits != 32 or channels < 1 or block_align != 4 * channels:
-                return None
-            layout = (rate, channels)
-        elif name == b"data":
-            if layout is None or layout[0] <= 0:
-                return None
-            return (position + 8, size - size % (4 * layout[1]), *layout)
-        position += 8 + size + (size & 1)

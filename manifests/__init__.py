@@ -16,7 +16,17 @@ from .card import write_card
 from .checksums import check_sha256sums, pcm_sha256, read_sha256sums, sha256_file, write_sha256sums
 from .dataset_info import DATASET_JSON, config_hash, read_json, write_json
 from .keys import KEY_PATTERN, ManifestError, slugify, stable_digest, validate_key
-from .shards import SPLITS, ShardInfo, ShardMember, ShardWriter, read_shard, shard_name, shard_relpath, write_shard
+from .shards import (
+    SPLITS,
+    ShardInfo,
+    ShardMember,
+    ShardWriter,
+    index_shard,
+    read_shard,
+    shard_name,
+    shard_relpath,
+    write_shard,
+)
 
 # The parquet side (pyarrow, ~60 MB resident) loads on first use: build workers write shards only.
 _LAZY = {"MANIFEST_SCHEMA": "schema", "manifest_path": "schema", "read_manifest": "schema",
@@ -34,7 +44,8 @@ def __getattr__(name: str):
 __all__ = [
     "DATASET_JSON", "KEY_PATTERN", "MANIFEST_SCHEMA", "SPLITS", "ManifestError", "ShardInfo", "ShardMember",
     "ShardWriter",
-    "check_sha256sums", "config_hash", "manifest_path", "pcm_sha256", "read_json", "read_manifest", "read_manifests",
+    "check_sha256sums", "config_hash", "index_shard", "manifest_path", "pcm_sha256", "read_json", "read_manifest",
+    "read_manifests",
     "read_sha256sums", "read_shard", "sha256_file", "shard_name", "shard_relpath", "slugify", "stable_digest",
     "validate_key", "verify_dataset", "write_card", "write_json", "write_manifest", "write_sha256sums", "write_shard",
 ]

@@ -20,8 +20,8 @@ from pathlib import Path
 from .dataset_info import atomic_writer
 from .keys import ManifestError, validate_key
 
-__all__ = ["SPLITS", "ShardInfo", "ShardMember", "ShardWriter", "read_shard", "shard_name", "shard_relpath",
-           "write_shard"]
+__all__ = ["SPLITS", "ShardInfo", "ShardMember", "ShardWriter", "index_shard", "read_shard", "shard_name",
+           "shard_relpath", "write_shard"]
 
 #: Split folder names, in build order. (Hugging Face calls "valid" "validation"; see manifests.card.)
 SPLITS = ("train", "valid", "test")
@@ -291,3 +291,41 @@ def read_shard(path: str | os.PathLike) -> Iterator[ShardMember]:
             yield ShardMember(current_key, files)
     finally:
         handle.close()
+
+
+def index_shard(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]]:
+    """Where every member's bytes lie in a shard: ``{key: {extension: (byte offset, size)}}``, in file order.
+
+    Reads the tar headers only (a few hundred bytes per member), so a reader can then fetch exactly the
+    byte ranges it needs with ``os.pread`` (e.g. a 2-s crop of a 10-s member) instead of reading the
+    shard through. Raises :class:`ManifestError` naming the shard for a missing file, a corrupt header,
+    a member that is not a regular file or has a bad name, a member that runs past the end of the file
+    (truncation), and a duplicate member.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such shard") from None
+    except OSError as error:
+        raise ManifestError(f"{path}: cannot open shard: {error}") from None
+    index: dict[str, dict[str, tuple[int, int]]] = {}
+    with handle:
+        file_size = os.fstat(handle.fileno()).st_size
+        try:
+            tar = tarfile.open(fileobj=handle, mode="r:", encoding="utf-8")
+            members = iter(tar.next, None)
+            for info in members:
+                if not info.isreg():
+                    raise ManifestError(f"{path}: member {info.name!r} is not a regular file")
+                key, extension = _split_name(path, info.name)
+                if info.offset_data + info.size > file_size:
+                    raise ManifestError(f"{path}: member {info.name!r}: truncated ({file_size - info.offset_data} of "
+                                        f"{info.size} bytes)")
+                files = index.setdefault(key, {})
+                if extension in files:
+                    raise ManifestError(f"{path}: member {info.name!r} appears twice")
+                files[extension] = (info.offset_data, info.size)
+        except (tarfile.TarError, EOFError) as error:
+            raise ManifestError(f"{path}: corrupt tar: {error}") from None
+    return index

@@ -15,6 +15,7 @@ from datagen.build import build  # noqa: E402
 from datagen.config import BuildConfig  # noqa: E402
 from datagen.demo import demo_guitar  # noqa: E402
 from manifests import read_manifests  # noqa: E402
+from manifests.member_audio import ArrayAudio  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +109,10 @@ def test_silent_crops_are_avoided(hardclip_set):
     half_silent[:, 16000:] = 0.1
     rng = np.random.default_rng(0)
     for _ in range(20):
-        start, crop = stream._crop_start(data._Decoder(half_silent, "test"), rng)
+        start, crop = stream._crop_start(ArrayAudio(half_silent, "test"), rng)
         assert start + 8000 > 16000 and np.array_equal(crop, half_silent[:, start:start + 8000])
     # An all-silent example still yields a crop: readers must stay equal in length.
-    silent = data._Decoder(np.zeros((1, 32000), dtype=np.float32), "test")
+    silent = ArrayAudio(np.zeros((1, 32000), dtype=np.float32), "test")
     assert 0 <= stream._crop_start(silent, rng)[0] <= 24000
 
 

@@ -18,23 +18,25 @@ batch, in torch, on the training device.
 
 from __future__ import annotations
 
-import io
-import json
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from effects import torch_batch
-from manifests import DATASET_JSON, read_json, read_manifests, read_shard, stable_digest
+from manifests import DATASET_JSON, ManifestError, index_shard, read_json, read_manifests, stable_digest
+from manifests.member_audio import MemberAudio, open_member
 
 #: Crops quieter than this RMS (dBFS) carry no distortion worth learning from; tried again elsewhere.
 SILENCE_DB = -60.0
 _CROP_ATTEMPTS = 8
+#: Shard indexes a reader keeps (each ~100 bytes per member), so cycling readers do not rescan headers.
+_CACHED_INDEXES = 64
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -115,6 +117,7 @@ class PairStream(torch.utils.data.IterableDataset):
         self.shuffle_buffer = max(1, shuffle_buffer)
         self.online = OnlineEffect.from_card(self.out_dir)
         self.epoch = 0
+        self._shard_indexes: OrderedDict[Path, dict] = OrderedDict()
 
     def set_epoch(self, epoch: int) -> None:
         """Call before each epoch (as with DistributedSampler) so epochs differ but runs repeat."""
@@ -175,38 +178,47 @@ class PairStream(torch.utils.data.IterableDataset):
             yield buffer.pop(int(rng.integers(len(buffer))))
 
     def _examples(self, rows: list[dict]) -> Iterator[dict]:
-        wanted: dict[str, list[dict]] = {}
-        for row in rows:
-            wanted.setdefault(row["shard"], []).append(row)
-        for shard, shard_rows in wanted.items():
-            counts: dict[str, int] = {}
-            for row in shard_rows:
-                counts[row["key"]] = counts.get(row["key"], 0) + 1
-            for member in read_shard(self.out_dir / shard):
-                for _ in range(counts.get(member.key, 0)):
-                    yield self._item(member, shard)
+        # Shard by shard: one index of member offsets and one open file per shard, then each example's
+        # crop read by byte range (the rows of one shard are adjacent in every reading order).
+        for shard, shard_rows in groupby(rows, key=lambda r: r["shard"]):
+            path = self.out_dir / shard
+            index = self._index(path)
+            with open(path, "rb") as handle:
+                for row in shard_rows:
+                    members = index.get(row["key"])
+                    if members is None:
+                        raise ManifestError(f"{path}: example {row['key']!r} of the manifest is missing")
+                    yield self._item(handle.fileno(), members, row, f"{path}: {row['key']}")
 
-    def _item(self, member, shard: str) -> dict:
-        where = f"{self.out_dir / shard}: {member.key}"
-        target_bytes = next(v for k, v in member.files.items() if k.startswith("target."))
-        input_bytes = next((v for k, v in member.files.items() if k.startswith("input.")), None)
-        rng = np.random.default_rng([self.seed, self.epoch, int(stable_digest(member.key, 15), 16)])
-        with _Decoder(target_bytes, where) as target:
-            start, clean = self._crop_start(target, rng)
-            length = target.frames - start if self.crop_frames is None else self.crop_frames
-            if clean is None:
-                clean = target.read(start, length)
-        if input_bytes is None:
-            noisy = clean
-        else:
-            with _Decoder(input_bytes, where) as source:
-                noisy = source.read(start, length)
+    def _index(self, path: Path) -> dict:
+        """The shard's member offsets, remembered for the shards this reader saw last."""
+        cache = self._shard_indexes
+        if path not in cache:
+            cache[path] = index_shard(path)
+            while len(cache) > _CACHED_INDEXES:
+                cache.popitem(last=False)
+        return cache[path]
+
+    def _item(self, fd: int, members: dict, row: dict, where: str) -> dict:
+        def member(role: str) -> MemberAudio | None:
+            extension = next((e for e in members if e.startswith(f"{role}.")), None)
+            return None if extension is None else open_member(fd, *members[extension], extension, where)
+
+        rng = np.random.default_rng([self.seed, self.epoch, int(stable_digest(row["key"], 15), 16)])
+        target = member("target")
+        if target is None:
+            raise ManifestError(f"{where}: no target member")
+        start, clean = self._crop_start(target, rng)
+        length = target.frames - start if self.crop_frames is None else self.crop_frames
+        if clean is None:
+            clean = target.read(start, length)
+        source = member("input")
+        noisy = clean if source is None else source.read(start, length)
         parameter = self.online.draw(rng) if self.online else math.nan
-        metadata = json.loads(member.files["json"]) if "json" in member.files else {}
         return {"input": torch.from_numpy(noisy), "target": torch.from_numpy(clean),
-                "key": member.key, "parameter": parameter, "effect": metadata.get("effect", "")}
+                "key": row["key"], "parameter": parameter, "effect": row.get("effect", "")}
 
-    def _crop_start(self, target: _Decoder, rng: np.random.Generator) -> tuple[int, np.ndarray | None]:
+    def _crop_start(self, target: MemberAudio, rng: np.random.Generator) -> tuple[int, np.ndarray | None]:
         """Start of the crop, and the crop itself when it was already decoded to check its level.
 
         Training takes a random position whose crop is not near-silent; after a few silent tries the
@@ -231,38 +243,6 @@ class PairStream(torch.utils.data.IterableDataset):
             if level > best_level:
                 best, best_crop, best_level = start, crop, level
         return best, best_crop
-
-
-class _Decoder:
-    """Reads sample ranges of one encoded member without decoding the rest (FLAC seeks)."""
-
-    def __init__(self, data: bytes | np.ndarray, where: str) -> None:
-        self.where = where
-        self._array = data if isinstance(data, np.ndarray) else None
-        self._file = None
-        if self._array is None:
-            try:
-                self._file = sf.SoundFile(io.BytesIO(data))
-            except (sf.LibsndfileError, RuntimeError) as error:
-                raise ValueError(f"{where}: cannot decode ({error})") from None
-        self.frames = self._array.shape[1] if self._array is not None else self._file.frames
-
-    def read(self, start: int, frames: int) -> np.ndarray:
-        """(channels, frames) float32 from ``start``."""
-        if self._array is not None:
-            return np.ascontiguousarray(self._array[:, start:start + frames])
-        self._file.seek(start)
-        audio = self._file.read(frames, dtype="float32", always_2d=True)
-        if audio.shape[0] != frames:
-            raise ValueError(f"{self.where}: truncated audio ({start + audio.shape[0]} of {start + frames} frames)")
-        return np.ascontiguousarray(audio.T)
-
-    def __enter__(self) -> _Decoder:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0) -> torch.utils.data.DataLoader:

@@ -1,0 +1,137 @@
+"""Reading sample ranges of one audio member of a shard, by byte offset, without reading the rest.
+
+A training loader wants a 2-s crop of a 10-s member: :func:`open_member` reads the member's header and
+returns a reader whose :meth:`~MemberAudio.read` fetches only what the crop needs with ``os.pread``:
+the crop's bytes for float WAV, the whole member's bytes for FLAC (a few hundred KiB, then decoded from
+the first frame the crop touches).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Callable
+
+import numpy as np
+import soundfile as sf
+
+from .keys import ManifestError
+
+_WAVE_FORMAT_IEEE_FLOAT = 3
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+#: The SubFormat GUID of WAVE_FORMAT_EXTENSIBLE files holding IEEE float samples.
+_SUBTYPE_IEEE_FLOAT = bytes.fromhex("0300000000001000800000aa00389b71")
+
+
+class MemberAudio:
+    """Sample ranges of one encoded member. Attributes: ``frames``, ``channels``, ``where`` (for errors)."""
+
+    frames: int
+    channels: int
+    where: str
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """(channels, frames) float32 from frame ``start``; ManifestError if the member is shorter."""
+        raise NotImplementedError
+
+
+class ArrayAudio(MemberAudio):
+    """An in-memory (channels, frames) float32 array behind the same interface (tests, decoded members)."""
+
+    def __init__(self, audio: np.ndarray, where: str) -> None:
+        self._audio = audio
+        self.channels, self.frames = audio.shape
+        self.where = where
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        if start < 0 or start + frames > self.frames:
+            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+        return np.ascontiguousarray(self._audio[:, start:start + frames])
+
+
+class _FloatWavAudio(MemberAudio):
+    def __init__(self, fd: int, data_offset: int, channels: int, frames: int, where: str) -> None:
+        self._fd, self._data_offset = fd, data_offset
+        self.channels, self.frames, self.where = channels, frames, where
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        if start < 0 or start + frames > self.frames:
+            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+        wanted = frames * self.channels * 4
+        data = os.pread(self._fd, wanted, self._data_offset + start * self.channels * 4)
+        if len(data) != wanted:
+            raise ManifestError(f"{self.where}: truncated audio ({len(data)} of {wanted} bytes at frame {start})")
+        return np.ascontiguousarray(np.frombuffer(data, dtype="<f4").reshape(frames, self.channels).T)
+
+
+class _SoundfileAudio(MemberAudio):
+    """Any format libsndfile reads, from the member's bytes (used for FLAC and integer WAV)."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.where = where
+        try:
+            self._file = sf.SoundFile(io.BytesIO(data))
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise ManifestError(f"{where}: cannot decode ({error})") from None
+        self.channels, self.frames = self._file.channels, self._file.frames
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        self._file.seek(start)
+        audio = self._file.read(frames, dtype="float32", always_2d=True)
+        if audio.shape[0] != frames:
+            raise ManifestError(f"{self.where}: truncated audio ({start + audio.shape[0]} of {start + frames} frames)")
+        return np.ascontiguousarray(audio.T)
+
+
+def open_member(fd: int, offset: int, size: int, extension: str, where: str) -> MemberAudio:
+    """A reader for the member at byte ``offset`` (``size`` bytes) of the open shard ``fd``.
+
+    ``extension`` is the member's (e.g. "input.flac"); ``where`` names it in errors. Raises
+    :class:`ManifestError` for a member that cannot be decoded or is truncated.
+    """
+    if extension.endswith(".wav"):
+        layout = float_wav_layout(lambda at, count: os.pread(fd, max(0, min(count, size - at)), offset + at))
+        if layout is not None:
+            data_offset, data_bytes, _, channels = layout
+            data_bytes = min(data_bytes, size - data_offset)
+            return _FloatWavAudio(fd, offset + data_offset, channels, data_bytes // (4 * channels), where)
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise ManifestError(f"{where}: truncated member ({len(data)} of {size} bytes)")
+    return _SoundfileAudio(data, where)
+
+
+def float_wav_layout(read_at: Callable[[int, int], bytes]) -> tuple[int, int, int, int] | None:
+    """(data offset, data bytes, sample rate, channels) of a RIFF little-endian float32 WAV, else None.
+
+    ``read_at(offset, count)`` returns up to ``count`` bytes from ``offset`` of the file or member; the
+    chunks are walked with it, so metadata chunks of any size before the samples cost nothing. Both
+    WAVE_FORMAT_IEEE_FLOAT and WAVE_FORMAT_EXTENSIBLE with the float SubFormat are recognised; anything
+    else (integer PCM, RF64, not a WAV) is None, for libsndfile to handle.
+    """
+    head = read_at(0, 12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, layout = 12, None
+    while True:
+        chunk = read_at(position, 8)
+        if len(chunk) < 8:
+            return None
+        name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if name == b"fmt ":
+            fmt = read_at(position + 8, min(size, 40))
+            if len(fmt) < 16:
+                return None
+            tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
+            if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 40 and fmt[24:40] == _SUBTYPE_IEEE_FLOAT:
+                tag = _WAVE_FORMAT_IEEE_FLOAT
+            if tag != _WAVE_FORMAT_IEEE_FLOAT or bits != 32 or channels < 1 or block_align != 4 * channels \
+                    or rate < 1:
+                return None
+            layout = (rate, channels)
+        elif name == b"data":
+            if layout is None:
+                return None
+            return position + 8, size - size % (4 * layout[1]), *layout
+        position += 8 + size + (size & 1)
