@@ -1,11 +1,12 @@
 """Training-side speed: the shard loader against a per-file Dataset, and each model's step and inference time.
 
-    python benchmarks/bench_training.py [--budget-minutes 10] [--skip-demucs-run]
+    python benchmarks/bench_training.py [--budget-minutes 10] [--parts loader,models,demucs] [--codec flac24]
 
 1. Loader: 2-second examples per second from a datagen corpus (the demo, overdrive at 5 gains) through
    ``training.data.PairStream`` with 1 and 2 DataLoader workers, against the straightforward
    alternative in the same run: the same pairs written as WAV files and a map-style torch Dataset that
-   reads both files of an example with soundfile and crops 2 s at random.
+   reads both files of an example with soundfile and crops 2 s at random. Both loaders keep their
+   workers across epochs (persistent workers), so that steady-state reading is measured, not start-up.
 2. Models: per model and size, the time of one training step (forward + backward + Adam on 2-s
    crops: batch 16 for the paper sizes, 4 for the original ones, whose biggest member is a 243 M
    parameter Demucs) and inference x real time on 10-s inputs, on the CPU (and the GPU when present).
@@ -55,11 +56,12 @@ class WavPairs(torch.utils.data.Dataset):
                 "target": torch.from_numpy(clean[start:start + CROP].T.copy())}
 
 
-def examples_per_second(loader, epochs: int = 6) -> float:
+def examples_per_second(loader, epochs: int = 12) -> float:
+    """Examples per second over ``epochs`` passes, after one untimed pass that starts the workers."""
+    for _ in loader:
+        pass
     count, started = 0, time.perf_counter()
-    for epoch in range(epochs):
-        if hasattr(loader.dataset, "set_epoch"):
-            loader.dataset.set_epoch(epoch)
+    for _ in range(epochs):
         for batch in loader:
             count += batch["input"].shape[0]
     return count / (time.perf_counter() - started)
@@ -74,9 +76,10 @@ def bench_loader(corpus: Path, wav_folder: Path) -> list[str]:
                     sf.write(wav_folder / f"{member.key}.{extension.split('.')[0]}.wav", audio, rate, subtype="FLOAT")
     lines = []
     for workers in (1, 2):
-        ours = examples_per_second(make_loader(PairStream(corpus, "train", 2.0), 16, workers))
+        ours = examples_per_second(make_loader(PairStream(corpus, "train", 2.0), 16, workers, persistent_workers=True))
         theirs = examples_per_second(torch.utils.data.DataLoader(WavPairs(wav_folder), batch_size=16, shuffle=True,
-                                                                 num_workers=workers, drop_last=True))
+                                                                 num_workers=workers, drop_last=True,
+                                                                 persistent_workers=True))
         lines.append(f"loader, {workers} worker{'s' if workers > 1 else ' '}: PairStream {ours:7.0f} ex/s, "
                      f"per-file WAV Dataset {theirs:7.0f} ex/s: {ours / theirs:.1f}x")
     return lines
@@ -118,20 +121,26 @@ def bench_models(device: torch.device) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="CPU budget of the Demucs run")
-    parser.add_argument("--skip-demucs-run", action="store_true", help="only loader and model timings")
+    parser.add_argument("--parts", default="loader,models,demucs",
+                        help="comma-separated parts to run: loader, models, demucs (default all)")
+    parser.add_argument("--codec", default="flac24", help="codec of the benchmark corpus (default flac24)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         corpus = folder / "demo-od"
-        build(BuildConfig(effect="overdrive", sweep="20:50:5", name="demo-od", shard_max_examples=20), corpus,
-              workers=2, progress=False, log=lambda _: None)
+        build(BuildConfig(effect="overdrive", sweep="20:50:5", name="demo-od", shard_max_examples=20,
+                          codec=args.codec), corpus, workers=2, progress=False, log=lambda _: None)
         (folder / "wav").mkdir()
-        lines = bench_loader(corpus, folder / "wav")
-        lines += bench_models(torch.device("cpu"))
-        if torch.cuda.is_available():
-            lines += bench_models(torch.device("cuda"))
-        if not args.skip_demucs_run:
+        lines = [f"corpus: {args.codec}"]
+        if "loader" in parts:
+            lines += bench_loader(corpus, folder / "wav")
+        if "models" in parts:
+            lines += bench_models(torch.device("cpu"))
+            if torch.cuda.is_available():
+                lines += bench_models(torch.device("cuda"))
+        if "demucs" in parts:
             examples = len(read_manifests(corpus)["train"])
             per_epoch = examples // 16
             started = time.perf_counter()

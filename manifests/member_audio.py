@@ -58,11 +58,11 @@ class _FloatWavAudio(MemberAudio):
     def read(self, start: int, frames: int) -> np.ndarray:
         if start < 0 or start + frames > self.frames:
             raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
-        wanted = frames * self.channels * 4
-        data = os.pread(self._fd, wanted, self._data_offset + start * self.channels * 4)
-        if len(data) != wanted:
-            raise ManifestError(f"{self.where}: truncated audio ({len(data)} of {wanted} bytes at frame {start})")
-        return np.ascontiguousarray(np.frombuffer(data, dtype="<f4").reshape(frames, self.channels).T)
+        samples = np.empty((frames, self.channels), dtype="<f4")  # read into: writable, no extra copy
+        got = os.preadv(self._fd, [samples], self._data_offset + start * self.channels * 4)
+        if got != samples.nbytes:
+            raise ManifestError(f"{self.where}: truncated audio ({got} of {samples.nbytes} bytes at frame {start})")
+        return np.ascontiguousarray(samples.T)
 
 
 class _SoundfileAudio(MemberAudio):

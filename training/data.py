@@ -120,15 +120,20 @@ class PairStream(torch.utils.data.IterableDataset):
         self._shard_indexes: OrderedDict[Path, dict] = OrderedDict()
 
     def set_epoch(self, epoch: int) -> None:
-        """Call before each epoch (as with DistributedSampler) so epochs differ but runs repeat."""
+        """The epoch of the next training pass (as with DistributedSampler): epochs differ, runs repeat.
+
+        Each training pass also advances the epoch by one by itself, which is what keeps persistent
+        DataLoader workers right: they hold copies of this object that ``set_epoch`` in the main process
+        cannot reach, so set the first epoch before the loader's first pass and let them count.
+        """
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
         """Examples per epoch over all readers (a reader count above it cycles examples)."""
         return len(self.rows)
 
-    def assigned_rows(self, slot: int, slots: int) -> list[dict]:
-        """The rows reader ``slot`` of ``slots`` handles this epoch, in reading order.
+    def assigned_rows(self, slot: int, slots: int, epoch: int | None = None) -> list[dict]:
+        """The rows reader ``slot`` of ``slots`` handles in ``epoch`` (default: the current one), in reading order.
 
         Training deals whole shards (in a per-epoch order) when there are at least as many shards as
         readers, so each shard is read by one reader only; otherwise it deals single examples. Either way
@@ -137,7 +142,8 @@ class PairStream(torch.utils.data.IterableDataset):
         """
         if not self.training:
             return [self.rows[i] for i in range(slot, len(self.rows), slots)]
-        rng = np.random.default_rng([self.seed, self.epoch])
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch])
         shards = sorted({r["shard"] for r in self.rows})
         if len(shards) >= slots:
             order = [shards[i] for i in rng.permutation(len(shards))]
@@ -154,7 +160,7 @@ class PairStream(torch.utils.data.IterableDataset):
         mine = [mine[i % len(mine)] for i in range(longest)]
         # Read shard by shard (each opened once per epoch), shards in a per-reader random order; the
         # shuffle buffer then mixes examples of neighbouring shards.
-        shard_order = {s: i for i, s in enumerate(np.random.default_rng([self.seed, self.epoch, slot, 2])
+        shard_order = {s: i for i, s in enumerate(np.random.default_rng([self.seed, epoch, slot, 2])
                                                   .permutation(sorted({r["shard"] for r in mine})))}
         return sorted(mine, key=lambda r: (shard_order[r["shard"]], r["key"]))
 
@@ -163,12 +169,14 @@ class PairStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         slot, slots = rank * workers + worker, world * workers
-        rows = self.assigned_rows(slot, slots)
-        items = self._examples(rows)
+        epoch = self.epoch
+        if self.training:
+            self.epoch = epoch + 1  # see set_epoch; evaluation stays at one fixed epoch (its online draws)
+        items = self._examples(self.assigned_rows(slot, slots, epoch), epoch)
         if not self.training:
             yield from items
             return
-        rng = np.random.default_rng([self.seed, self.epoch, slot, 1])
+        rng = np.random.default_rng([self.seed, epoch, slot, 1])
         buffer: list[dict] = []
         for item in items:
             buffer.append(item)
@@ -177,7 +185,7 @@ class PairStream(torch.utils.data.IterableDataset):
         while buffer:
             yield buffer.pop(int(rng.integers(len(buffer))))
 
-    def _examples(self, rows: list[dict]) -> Iterator[dict]:
+    def _examples(self, rows: list[dict], epoch: int) -> Iterator[dict]:
         # Shard by shard: one index of member offsets and one open file per shard, then each example's
         # crop read by byte range (the rows of one shard are adjacent in every reading order).
         for shard, shard_rows in groupby(rows, key=lambda r: r["shard"]):
@@ -188,7 +196,7 @@ class PairStream(torch.utils.data.IterableDataset):
                     members = index.get(row["key"])
                     if members is None:
                         raise ManifestError(f"{path}: example {row['key']!r} of the manifest is missing")
-                    yield self._item(handle.fileno(), members, row, f"{path}: {row['key']}")
+                    yield self._item(handle.fileno(), members, row, epoch, f"{path}: {row['key']}")
 
     def _index(self, path: Path) -> dict:
         """The shard's member offsets, remembered for the shards this reader saw last."""
@@ -199,12 +207,12 @@ class PairStream(torch.utils.data.IterableDataset):
                 cache.popitem(last=False)
         return cache[path]
 
-    def _item(self, fd: int, members: dict, row: dict, where: str) -> dict:
+    def _item(self, fd: int, members: dict, row: dict, epoch: int, where: str) -> dict:
         def member(role: str) -> MemberAudio | None:
             extension = next((e for e in members if e.startswith(f"{role}.")), None)
             return None if extension is None else open_member(fd, *members[extension], extension, where)
 
-        rng = np.random.default_rng([self.seed, self.epoch, int(stable_digest(row["key"], 15), 16)])
+        rng = np.random.default_rng([self.seed, epoch, int(stable_digest(row["key"], 15), 16)])
         target = member("target")
         if target is None:
             raise ManifestError(f"{where}: no target member")
@@ -245,12 +253,19 @@ class PairStream(torch.utils.data.IterableDataset):
         return best, best_crop
 
 
-def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over ``stream``; training batches drop an incomplete last batch, evaluation keeps it."""
+def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0,
+                persistent_workers: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``stream``; training batches drop an incomplete last batch, evaluation keeps it.
+
+    ``persistent_workers`` keeps the worker processes between passes (worth it when epochs are short);
+    their epochs then advance by one per pass from the stream's epoch at the first pass (see
+    :meth:`PairStream.set_epoch`).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=num_workers,
-                                       drop_last=stream.training, persistent_workers=False)
+                                       drop_last=stream.training,
+                                       persistent_workers=persistent_workers and num_workers > 0)
 
 
 def apply_online(batch: dict, stream: PairStream, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -153,12 +153,14 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device
     if start_epoch == 0:
         with open(log_path, "w", newline="") as handle:
             csv.writer(handle).writerow(["epoch", "train_loss", "valid_si_sdr_db", "learning_rate", "seconds"])
+    # One loader for the whole run: its workers persist, and each pass advances their epoch by one.
+    train_stream.set_epoch(start_epoch)
+    loader = make_loader(train_stream, config.batch_size, config.num_workers, persistent_workers=True)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         model.train()
-        train_stream.set_epoch(epoch)
+        train_stream.set_epoch(epoch)  # for in-process loading; persistent workers count by themselves
         losses = []
-        loader = make_loader(train_stream, config.batch_size, config.num_workers)
         bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
         for index, batch in enumerate(bar):
             if config.max_batches_per_epoch and index >= config.max_batches_per_epoch:
