@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--parts", default="loader,models,demucs",
                         help="comma-separated parts to run: loader, models, demucs (default all)")
     parser.add_argument("--codec", default="flac24", help="codec of the benchmark corpus (default flac24)")
+    parser.add_argument("--devices", default="cpu,cuda", help="devices of the model timings, those present "
+                                                                "(default cpu,cuda)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     torch.set_num_threads(2)
@@ -137,9 +139,9 @@ def main() -> None:
         if "loader" in parts:
             lines += bench_loader(corpus, folder / "wav")
         if "models" in parts:
-            lines += bench_models(torch.device("cpu"))
-            if torch.cuda.is_available():
-                lines += bench_models(torch.device("cuda"))
+            for device in args.devices.split(","):
+                if device == "cpu" or (device == "cuda" and torch.cuda.is_available()):
+                    lines += bench_models(torch.device(device))
         if "demucs" in parts:
             examples = len(read_manifests(corpus)["train"])
             per_epoch = examples // 16
