@@ -2,8 +2,8 @@
 
 A training loader wants a 2-s crop of a 10-s member: :func:`open_member` reads the member's header and
 returns a reader whose :meth:`~MemberAudio.read` fetches only what the crop needs with ``os.pread``:
-the crop's bytes for float WAV, the whole member's bytes for FLAC (a few hundred KiB, then decoded from
-the first frame the crop touches).
+the crop's bytes for float WAV; for FLAC the member's bytes (a few hundred KiB), decoded by
+:mod:`manifests.flac` from the FLAC frame the crop starts in. Other formats go through libsndfile.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import soundfile as sf
 
+from .flac import decode_flac_range, read_flac_header
 from .keys import ManifestError
 
 _WAVE_FORMAT_IEEE_FLOAT = 3
@@ -65,6 +66,24 @@ class _FloatWavAudio(MemberAudio):
         return np.ascontiguousarray(samples.T)
 
 
+class _FlacAudio(MemberAudio):
+    """A FLAC member, decoded by our numba decoder from the FLAC frame the crop starts in (its seek table)."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self._data, self.where = data, where
+        try:
+            info = read_flac_header(data)
+        except ValueError as error:
+            raise ManifestError(f"{where}: {error}") from None
+        self.channels, self.frames = info.channels, info.total_frames
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        try:
+            return decode_flac_range(self._data, start, frames, dtype=np.float32)
+        except ValueError as error:
+            raise ManifestError(f"{self.where}: {error}") from None
+
+
 class _SoundfileAudio(MemberAudio):
     """Any format libsndfile reads, from the member's bytes (used for FLAC and integer WAV)."""
 
@@ -99,6 +118,10 @@ def open_member(fd: int, offset: int, size: int, extension: str, where: str) -> 
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise ManifestError(f"{where}: truncated member ({len(data)} of {size} bytes)")
+    if extension.endswith(".flac") and data[:4] == b"fLaC":
+        audio = _FlacAudio(data, where)
+        if audio.frames:  # a stream that does not state its length goes to libsndfile, which counts
+            return audio
     return _SoundfileAudio(data, where)
 
 

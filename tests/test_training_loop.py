@@ -46,6 +46,11 @@ def test_short_training_raises_validation_si_sdr(corpus, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    valid = [e.value for e in events.Scalars("si_sdr/valid")]
+    assert valid == pytest.approx([float(r["valid_si_sdr_db"]) for r in rows], abs=1e-5)
 
 
 def test_same_seed_same_run_and_resume_continues(corpus, tmp_path):

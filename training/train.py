@@ -2,8 +2,8 @@
 
 Adam at each model's original learning rate, loss −SI-SDR (or −SDR), learning rate × 0.1 after 150
 epochs without validation improvement, 1000 epochs by default (an epoch is one pass over the training
-split), an atomic checkpoint after every epoch and ``--resume``, CSV (and TensorBoard, when installed)
-logs. The same seed gives the same run on the CPU.
+split), an atomic checkpoint after every epoch and ``--resume``, CSV and TensorBoard logs. The same
+seed gives the same run on the CPU.
 """
 
 from __future__ import annotations
@@ -191,8 +191,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device
         if writer:
             writer.add_scalar("loss/train", train_loss, epoch)
             writer.add_scalar("si_sdr/valid", score, epoch)
+            writer.add_scalar("learning_rate", optimizer.param_groups[0]["lr"], epoch)
+            writer.flush()
         log(f"epoch {epoch}: train loss {train_loss:.3f}, valid SI-SDR {score:.2f} dB (best {best:.2f} dB at "
             f"epoch {best_epoch}), {seconds:.1f} s")
+    if writer:
+        writer.close()
     summary = {"epochs": config.epochs, "best_valid_si_sdr_db": best, "best_epoch": best_epoch,
                "checkpoint": str(out_dir / "best.pt")}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -204,6 +208,6 @@ def _tensorboard(out_dir: Path):
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional: the CSV log always exists
+    except ImportError:  # the train extra installs tensorboard; without it the CSV log still exists
         return None
     return SummaryWriter(str(out_dir / "tensorboard"))
