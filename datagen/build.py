@@ -70,11 +70,13 @@ class BuildReport:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions that decide the bytes (the FLAC encoder stamps its own), recorded in dataset.json."""
+    """Versions that decide the bytes, recorded in dataset.json (FLAC members come from our own encoder)."""
     import numpy
     import pyarrow
     import soundfile
     import soxr
+
+    from manifests.flac import ENCODER_VERSION
 
     try:
         from importlib.metadata import version
@@ -82,9 +84,9 @@ def library_versions() -> dict[str, str]:
         toolkit = version("dedistort")
     except Exception:  # pragma: no cover - running from a source tree without metadata
         toolkit = "unknown"
-    return {"dedistort": toolkit, "numpy": numpy.__version__, "soundfile": soundfile.__version__,
-            "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__, "pyarrow": pyarrow.__version__,
-            "python": platform.python_version()}
+    return {"dedistort": toolkit, "flac_encoder": ENCODER_VERSION, "numpy": numpy.__version__,
+            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__,
+            "soxr": soxr.__version__, "pyarrow": pyarrow.__version__, "python": platform.python_version()}
 
 
 class _Lock:

@@ -23,7 +23,8 @@ def compare_with_card(card_path: str | Path, out_dir: str | Path) -> list[str]:
     if old.get("config_hash") != new.get("config_hash"):
         problems.append(f"config hash differs: {old.get('config_hash')} published, {new.get('config_hash')} rebuilt")
     old_shards, new_shards = old.get("shards", {}), new.get("shards", {})
-    encoder_changed = old.get("versions", {}).get("libsndfile") != new.get("versions", {}).get("libsndfile")
+    encoder_changed = any(old.get("versions", {}).get(name) != new.get("versions", {}).get(name)
+                          for name in ("flac_encoder", "libsndfile"))
     for relpath in sorted(set(old_shards) | set(new_shards)):
         if relpath not in new_shards:
             problems.append(f"{relpath}: in the release, not rebuilt (missing sources?)")
@@ -31,7 +32,7 @@ def compare_with_card(card_path: str | Path, out_dir: str | Path) -> list[str]:
             problems.append(f"{relpath}: rebuilt, but not in the release")
         elif old_shards[relpath]["sha256"] != new_shards[relpath]["sha256"]:
             if encoder_changed and old_shards[relpath]["pcm_sha256"] == new_shards[relpath]["pcm_sha256"]:
-                continue  # same samples; the encoder stamped another version string
+                continue  # same samples, coded by another encoder version
             problems.append(f"{relpath}: sha256 {new_shards[relpath]['sha256']} differs from the release's "
                             f"{old_shards[relpath]['sha256']}")
     for split, counts in old.get("splits", {}).items():

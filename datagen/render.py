@@ -19,6 +19,7 @@ import soundfile as sf
 
 from effects import get_effect, input_sdrs_db, mix
 from manifests import ShardMember, ShardWriter, pcm_sha256
+from manifests.flac import encode_flac
 
 from .audio_io import AudioFileError
 from .config import CODECS
@@ -48,37 +49,35 @@ class ShardResult:
 def encode(audio: np.ndarray, sample_rate: int, codec: str) -> tuple[bytes, np.ndarray]:
     """Encode (channels, samples) float32 audio; returns the bytes and the audio exactly as a decoder reads it.
 
-    For the integer codecs we quantise ourselves (round to nearest, clamp to the integer range) and hand
-    libsndfile integers, which it stores without further rounding; so the decoded samples are known
-    without decoding (q / 2^(bits−1) in float32), which halves the encoding work and makes the PCM
-    checksums independent of libsndfile's own float conversion.
+    For the integer codecs we quantise ourselves (round to nearest, clamp to the integer range) and
+    encode the integers with our own FLAC encoder (:mod:`manifests.flac`): the decoded samples are known
+    without decoding (q / 2^(bits−1) in float32, as libsndfile and our decoder return them), so the PCM
+    checksums need no decoding pass, and the bytes depend on this toolkit's version alone, not on the
+    libsndfile a machine happens to have. It is also several times faster than libFLAC through
+    libsndfile, which dominated the build (see benchmarks/bench_flac.py).
     """
     container, subtype, _, _ = CODECS[codec]
-    buffer = io.BytesIO()
     if subtype == "FLOAT":
+        buffer = io.BytesIO()
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         sf.write(buffer, audio.T, sample_rate, format=container, subtype=subtype)
         return buffer.getvalue(), audio
     bits = 24 if subtype == "PCM_24" else 16
     integers, decoded = _quantise(np.ascontiguousarray(audio), bits)
-    # libsndfile takes 24-bit samples as the top three bytes of int32.
-    sf.write(buffer, integers.T if bits == 24 else integers.astype(np.int16).T, sample_rate, format=container,
-             subtype=subtype)
-    return buffer.getvalue(), decoded
+    return encode_flac(integers, sample_rate, bits), decoded
 
 
 @numba.njit(cache=True, nogil=True)
 def _quantise(audio, bits):  # pragma: no cover - compiled
-    # Round to nearest (ties to even, as np.rint), clamp to the integer range; returns the integers
-    # (shifted to the top of int32 for 24 bits) and the float32 a decoder will read back.
+    # Round to nearest (ties to even, as np.rint), clamp to the integer range; returns the integers and
+    # the float32 a decoder will read back.
     full_scale = 2.0 ** (bits - 1)
-    shift = 32 - bits if bits == 24 else 0
     integers = np.empty(audio.shape, dtype=np.int32)
     decoded = np.empty(audio.shape, dtype=np.float32)
     for c in range(audio.shape[0]):
         for n in range(audio.shape[1]):
             q = min(max(np.rint(np.float64(audio[c, n]) * full_scale), -full_scale), full_scale - 1.0)
-            integers[c, n] = np.int32(q) << shift
+            integers[c, n] = np.int32(q)
             decoded[c, n] = q / full_scale
     return integers, decoded
 

@@ -139,11 +139,14 @@ def test_bad_arguments(hardclip_set):
 
 
 def test_persistent_workers_see_the_same_epochs_as_in_process_loading(hardclip_set):
+    def crops(loader) -> list:
+        return sorted((k, round(float(t.sum()), 4)) for b in loader for k, t in zip(b["key"], b["target"], strict=True))
+
     def keys_and_sums(loader, epochs, stream):
         passes = []
         for epoch in epochs:
             stream.set_epoch(epoch)  # reaches in-process loading only; persistent workers count by themselves
-            passes.append(sorted((k, round(float(t.sum()), 4)) for b in loader for k, t in zip(b["key"], b["target"])))
+            passes.append(crops(loader))
         return passes
 
     stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=4)
@@ -153,7 +156,6 @@ def test_persistent_workers_see_the_same_epochs_as_in_process_loading(hardclip_s
     expected = []
     for epoch in (3, 4, 5):  # non-persistent workers copy the stream at each pass, so set_epoch reaches them
         fresh.set_epoch(epoch)
-        expected.append(sorted((k, round(float(t.sum()), 4)) for b in data.make_loader(fresh, 2, num_workers=2)
-                               for k, t in zip(b["key"], b["target"])))
+        expected.append(crops(data.make_loader(fresh, 2, num_workers=2)))
     assert persistent == expected
     assert persistent[0] != persistent[1]
