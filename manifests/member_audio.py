@@ -69,13 +69,15 @@ class _FloatWavAudio(MemberAudio):
 class _FlacAudio(MemberAudio):
     """A FLAC member, decoded by our numba decoder from the FLAC frame the crop starts in (its seek table)."""
 
-    def __init__(self, data: bytes, where: str) -> None:
+    def __init__(self, data: bytes, where: str, shape: tuple[int, int] | None = None) -> None:
         self._data, self.where = data, where
-        try:
-            info = read_flac_header(data)
-        except ValueError as error:
-            raise ManifestError(f"{where}: {error}") from None
-        self.channels, self.frames = info.channels, info.total_frames
+        if shape is None:
+            try:
+                info = read_flac_header(data)
+            except ValueError as error:
+                raise ManifestError(f"{where}: {error}") from None
+            shape = info.channels, info.total_frames
+        self.channels, self.frames = shape
 
     def read(self, start: int, frames: int) -> np.ndarray:
         try:
@@ -103,24 +105,37 @@ class _SoundfileAudio(MemberAudio):
         return np.ascontiguousarray(audio.T)
 
 
-def open_member(fd: int, offset: int, size: int, extension: str, where: str) -> MemberAudio:
+def open_member(fd: int, offset: int, size: int, extension: str, where: str,
+                layouts: dict | None = None) -> MemberAudio:
     """A reader for the member at byte ``offset`` (``size`` bytes) of the open shard ``fd``.
 
-    ``extension`` is the member's (e.g. "input.flac"); ``where`` names it in errors. Raises
-    :class:`ManifestError` for a member that cannot be decoded or is truncated.
+    ``extension`` is the member's (e.g. "input.flac"); ``where`` names it in errors. ``layouts``, a dict
+    the caller keeps per shard, remembers each member's header (where its samples lie, its length), so
+    that a member read again in a later epoch costs no header parsing. Raises :class:`ManifestError` for
+    a member that cannot be decoded or is truncated.
     """
-    if extension.endswith(".wav"):
+    known = layouts.get(offset) if layouts is not None else None
+    if known is not None and known[0] == "wav":
+        return _FloatWavAudio(fd, *known[1:], where)
+    if known is None and extension.endswith(".wav"):
         layout = float_wav_layout(lambda at, count: os.pread(fd, max(0, min(count, size - at)), offset + at))
         if layout is not None:
             data_offset, data_bytes, _, channels = layout
             data_bytes = min(data_bytes, size - data_offset)
-            return _FloatWavAudio(fd, offset + data_offset, channels, data_bytes // (4 * channels), where)
+            known = ("wav", offset + data_offset, channels, data_bytes // (4 * channels))
+            if layouts is not None:
+                layouts[offset] = known
+            return _FloatWavAudio(fd, *known[1:], where)
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise ManifestError(f"{where}: truncated member ({len(data)} of {size} bytes)")
+    if known is not None and known[0] == "flac":
+        return _FlacAudio(data, where, known[1:])
     if extension.endswith(".flac") and data[:4] == b"fLaC":
         audio = _FlacAudio(data, where)
         if audio.frames:  # a stream that does not state its length goes to libsndfile, which counts
+            if layouts is not None:
+                layouts[offset] = ("flac", audio.channels, audio.frames)
             return audio
     return _SoundfileAudio(data, where)
 

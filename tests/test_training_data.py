@@ -14,7 +14,7 @@ import training.data as data  # noqa: E402
 from datagen.build import build  # noqa: E402
 from datagen.config import BuildConfig  # noqa: E402
 from datagen.demo import demo_guitar  # noqa: E402
-from manifests import read_manifests  # noqa: E402
+from manifests import ManifestError, read_manifests  # noqa: E402
 from manifests.member_audio import ArrayAudio  # noqa: E402
 
 
@@ -159,3 +159,45 @@ def test_persistent_workers_see_the_same_epochs_as_in_process_loading(hardclip_s
         expected.append(crops(data.make_loader(fresh, 2, num_workers=2)))
     assert persistent == expected
     assert persistent[0] != persistent[1]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_threaded_loader_yields_what_dataloader_workers_yield(hardclip_set, training):
+    from training.threaded_loader import ThreadedLoader
+
+    def batches(loader):
+        return [(b["key"], b["input"], b["target"]) for b in loader]
+
+    split = "train" if training else "test"
+    crop = 0.5 if training else None
+    for epoch in (0, 1):
+        processes = data.PairStream(hardclip_set, split, crop_seconds=crop, training=training, seed=2)
+        processes.set_epoch(epoch)
+        threads = data.PairStream(hardclip_set, split, crop_seconds=crop, training=training, seed=2)
+        threads.set_epoch(epoch)
+        expected = batches(data.make_loader(processes, 3, num_workers=2))
+        got = batches(ThreadedLoader(threads, 3, threads=2))
+        assert [k for k, _, _ in got] == [k for k, _, _ in expected] and got
+        assert all(torch.equal(a, c) and torch.equal(b, d) for (_, a, b), (_, c, d) in zip(got, expected, strict=True))
+
+
+def test_threaded_loader_passes_errors_on_and_stops_its_threads(hardclip_set, tmp_path):
+    import shutil
+    import threading
+
+    from training.threaded_loader import ThreadedLoader
+
+    copy = tmp_path / "copy"
+    shutil.copytree(hardclip_set, copy)
+    before = threading.active_count()
+    loader = ThreadedLoader(data.PairStream(copy, "train", crop_seconds=0.5), 2, threads=2)
+    for _ in loader:
+        break  # an epoch cut short
+    assert threading.active_count() == before
+    shard = sorted((copy / "train").glob("*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[:3000])  # truncated
+    with pytest.raises(ManifestError, match=shard.name):
+        list(ThreadedLoader(data.PairStream(copy, "train", crop_seconds=0.5), 2, threads=2))
+    assert threading.active_count() == before
+    with pytest.raises(ValueError, match="threads"):
+        ThreadedLoader(data.PairStream(copy, "train"), 2, threads=0)

@@ -53,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(data=args.data, model=args.model, size=args.size, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
                          patience_epochs=args.patience, crop_seconds=args.crop_seconds, seed=args.seed,
-                         num_workers=args.workers, max_batches_per_epoch=args.max_batches)
+                         num_workers=args.workers, loader=args.loader, max_batches_per_epoch=args.max_batches)
     out = args.out or f"runs/{args.model}-{args.size}"
     summary = train(config, out, resume=args.resume, progress=not args.quiet)
     print(f"{out}: best validation SI-SDR {summary['best_valid_si_sdr_db']:.2f} dB at epoch {summary['best_epoch']}; "
@@ -151,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epochs without validation improvement before the learning rate × 0.1 (default 150)")
     train.add_argument("--crop-seconds", type=float, help="training crop length in s (default 2; 2.3 for crafx)")
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    train.add_argument("--workers", type=int, default=2,
+                       help="parallel readers of the training data (default 2; 0 reads in the training loop)")
+    train.add_argument("--loader", default="threads", choices=("threads", "processes"),
+                       help="readers as threads of the training process (default: no copies between processes) "
+                            "or as DataLoader worker processes")
     train.add_argument("--max-batches", type=int, default=0, help="cap batches per epoch, for trials (0: none)")
     train.add_argument("--out", help="run folder (default runs/MODEL-SIZE)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -19,6 +19,7 @@ batch, in torch, on the training device.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,6 +119,17 @@ class PairStream(torch.utils.data.IterableDataset):
         self.online = OnlineEffect.from_card(self.out_dir)
         self.epoch = 0
         self._shard_indexes: OrderedDict[Path, dict] = OrderedDict()
+        self._index_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers started by "spawn" receive a pickled copy: without the lock and the cache.
+        state = dict(self.__dict__)
+        state["_shard_indexes"], state["_index_lock"] = OrderedDict(), None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._index_lock = threading.Lock()
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch of the next training pass (as with DistributedSampler): epochs differ, runs repeat.
@@ -168,10 +180,17 @@ class PairStream(torch.utils.data.IterableDataset):
         rank, world = _rank_and_world()
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        slot, slots = rank * workers + worker, world * workers
+        yield from self.reader(rank * workers + worker, world * workers, self.next_epoch())
+
+    def next_epoch(self) -> int:
+        """The epoch of the pass starting now; a training pass advances the stream's epoch (see set_epoch)."""
         epoch = self.epoch
         if self.training:
-            self.epoch = epoch + 1  # see set_epoch; evaluation stays at one fixed epoch (its online draws)
+            self.epoch = epoch + 1  # evaluation stays at one fixed epoch (its online draws)
+        return epoch
+
+    def reader(self, slot: int, slots: int, epoch: int) -> Iterator[dict]:
+        """The examples reader ``slot`` of ``slots`` yields in ``epoch``: shuffled (training) or in key order."""
         items = self._examples(self.assigned_rows(slot, slots, epoch), epoch)
         if not self.training:
             yield from items
@@ -190,27 +209,28 @@ class PairStream(torch.utils.data.IterableDataset):
         # crop read by byte range (the rows of one shard are adjacent in every reading order).
         for shard, shard_rows in groupby(rows, key=lambda r: r["shard"]):
             path = self.out_dir / shard
-            index = self._index(path)
+            index, layouts = self._index(path)
             with open(path, "rb") as handle:
                 for row in shard_rows:
                     members = index.get(row["key"])
                     if members is None:
                         raise ManifestError(f"{path}: example {row['key']!r} of the manifest is missing")
-                    yield self._item(handle.fileno(), members, row, epoch, f"{path}: {row['key']}")
+                    yield self._item(handle.fileno(), members, layouts, row, epoch, f"{path}: {row['key']}")
 
-    def _index(self, path: Path) -> dict:
-        """The shard's member offsets, remembered for the shards this reader saw last."""
-        cache = self._shard_indexes
-        if path not in cache:
-            cache[path] = index_shard(path)
-            while len(cache) > _CACHED_INDEXES:
-                cache.popitem(last=False)
-        return cache[path]
+    def _index(self, path: Path) -> tuple[dict, dict]:
+        """The shard's member offsets and member headers, remembered for the shards this reader saw last."""
+        with self._index_lock:  # reader threads share the cache (see training.threaded_loader)
+            cache = self._shard_indexes
+            if path not in cache:
+                cache[path] = index_shard(path), {}
+                while len(cache) > _CACHED_INDEXES:
+                    cache.popitem(last=False)
+            return cache[path]
 
-    def _item(self, fd: int, members: dict, row: dict, epoch: int, where: str) -> dict:
+    def _item(self, fd: int, members: dict, layouts: dict, row: dict, epoch: int, where: str) -> dict:
         def member(role: str) -> MemberAudio | None:
             extension = next((e for e in members if e.startswith(f"{role}.")), None)
-            return None if extension is None else open_member(fd, *members[extension], extension, where)
+            return None if extension is None else open_member(fd, *members[extension], extension, where, layouts)
 
         rng = np.random.default_rng([self.seed, epoch, int(stable_digest(row["key"], 15), 16)])
         target = member("target")
@@ -244,8 +264,8 @@ class PairStream(torch.utils.data.IterableDataset):
         for _ in range(_CROP_ATTEMPTS):
             start = int(rng.integers(latest + 1))
             crop = target.read(start, self.crop_frames)
-            wide = crop.astype(np.float64)
-            level = 10 * math.log10(max(float(np.mean(wide * wide)), 1e-24))
+            flat = crop.reshape(-1)
+            level = 10 * math.log10(max(float(np.dot(flat, flat)) / flat.size, 1e-24))
             if level >= SILENCE_DB:
                 return start, crop
             if level > best_level:

@@ -26,9 +26,12 @@ from manifests.dataset_info import atomic_path
 from . import models
 from .data import PairStream, apply_online, make_loader
 from .losses import LOSSES, si_sdr
+from .threaded_loader import ThreadedLoader
 
 #: Adam learning rates of the original implementations.
 LEARNING_RATES = {"crafx": 1e-4, "waveunet": 1e-4, "openunmix": 1e-3, "demucs": 3e-4}
+#: How the training split is read: threads of this process, or DataLoader worker processes.
+LOADERS = ("threads", "processes")
 #: The paper crops 2 s (2.3 s for CRAFx, whose pooling and context want more).
 CROP_SECONDS = {"crafx": 2.3}
 
@@ -47,7 +50,8 @@ class TrainConfig:
     patience_epochs: int = 150
     crop_seconds: float | None = None  # None: 2 s, 2.3 s for CRAFx
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 2  # parallel readers of the training split (0: read in the training loop itself)
+    loader: str = "threads"  # "threads" (training.threaded_loader) or "processes" (torch DataLoader workers)
     max_batches_per_epoch: int = 0  # 0: the whole split (for quick trials)
 
     def resolved(self) -> TrainConfig:
@@ -57,6 +61,9 @@ class TrainConfig:
             raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience_epochs < 1:
             raise ValueError("epochs, batch size and patience must be at least 1")
+        if self.loader not in LOADERS or self.num_workers < 0:
+            raise ValueError(f"loader must be one of {', '.join(LOADERS)} with workers >= 0, got {self.loader!r} "
+                             f"with {self.num_workers}")
         changes = {}
         if self.learning_rate is None:
             changes["learning_rate"] = LEARNING_RATES[self.model]
@@ -155,23 +162,32 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device
             csv.writer(handle).writerow(["epoch", "train_loss", "valid_si_sdr_db", "learning_rate", "seconds"])
     # One loader for the whole run: its workers persist, and each pass advances their epoch by one.
     train_stream.set_epoch(start_epoch)
-    loader = make_loader(train_stream, config.batch_size, config.num_workers, persistent_workers=True)
+    if config.loader == "threads" and config.num_workers > 0:
+        loader = ThreadedLoader(train_stream, config.batch_size, config.num_workers)
+    else:
+        loader = make_loader(train_stream, config.batch_size, config.num_workers, persistent_workers=True)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         model.train()
         train_stream.set_epoch(epoch)  # for in-process loading; persistent workers count by themselves
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
-        for index, batch in enumerate(bar):
-            if config.max_batches_per_epoch and index >= config.max_batches_per_epoch:
-                break
-            noisy, clean = apply_online(batch, train_stream, device)
-            loss = loss_function(model(noisy), clean)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.2f}")
+        batches = iter(loader)
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+        try:
+            for index, batch in enumerate(bar):
+                if config.max_batches_per_epoch and index >= config.max_batches_per_epoch:
+                    break
+                noisy, clean = apply_online(batch, train_stream, device)
+                loss = loss_function(model(noisy), clean)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.2f}")
+        finally:
+            bar.close()
+            if hasattr(batches, "close"):  # ends reader threads of an epoch cut short
+                batches.close()
         score = validate(model, valid_stream, device, config.batch_size)
         scheduler.step(score)
         if score > best:
