@@ -351,7 +351,9 @@ def _read(handle: sf.SoundFile, path: str, begin: int, end: int) -> np.ndarray:
 
 def _mix(chunk: np.ndarray, keep_channels: bool) -> np.ndarray:
     # Mixing before resampling is equivalent (both are linear) and resamples one channel instead of many.
-    return chunk if keep_channels else chunk.mean(axis=0, keepdims=True)
+    if keep_channels or chunk.shape[0] == 1:
+        return chunk  # a mono file needs no mixing (numpy's mean over one row still copies it, slowly)
+    return chunk.mean(axis=0, keepdims=True)
 
 
 def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
@@ -415,12 +417,13 @@ def segment_starts(duration_seconds: float, segment_seconds: float) -> list[floa
 def is_near_silent(audio: np.ndarray, threshold_db: float = -60.0) -> bool:
     """True when the RMS level of ``audio`` (any shape, e.g. (channels, samples)) over all its samples is below
     ``threshold_db`` dBFS (0 dBFS = RMS 1). An all-zero or empty array is silent."""
-    values = np.asarray(audio, dtype=np.float64)
+    values = np.asarray(audio, dtype=np.float64).reshape(-1)
     if values.size == 0:
         return True
-    if not np.isfinite(values).all():
+    energy = float(np.dot(values, values))  # one pass; NaN or inf make it non-finite
+    if not math.isfinite(energy):
         raise ValueError("is_near_silent: audio contains NaN or inf")
-    rms = math.sqrt(float(np.mean(np.square(values))))
+    rms = math.sqrt(energy / values.size)
     if rms == 0.0:
         return True
     return 20.0 * math.log10(rms) < threshold_db
