@@ -155,8 +155,8 @@ def _boxplots(results: list[Result], path: Path) -> Path:
     figure, axes = plt.subplots(1, max(panels, 1), figsize=(3.2 * max(panels, 1), 3.6), squeeze=False)
     for axis, metric in zip(axes[0], metrics, strict=False):
         labels = ["input"] + [r.method for r in _methods(results)]
-        data = [results[0].values(f"input_{metric.column}")] + [r.values(f"output_{metric.column}")
-                                                                 for r in _methods(results)]
+        data = [_input_source(results, metric.column).values(f"input_{metric.column}")]
+        data += [r.values(f"output_{metric.column}") for r in _methods(results)]
         kept = [(label, values) for label, values in zip(labels, data, strict=True) if values.size]
         box = axis.boxplot([v for _, v in kept], showfliers=False, patch_artist=True)
         for patch, (label, _) in zip(box["boxes"], kept, strict=True):
@@ -166,7 +166,8 @@ def _boxplots(results: list[Result], path: Path) -> Path:
         axis.grid(axis="y", alpha=0.3)
     if has_fad:
         axis = axes[0][len(metrics)]
-        points = [("input", results[0].summary["fad"]["input"])] if "fad" in results[0].summary else []
+        with_fad = next((r for r in results if "fad" in r.summary), None)
+        points = [("input", with_fad.summary["fad"]["input"])] if with_fad else []
         points += [(r.method, r.summary["fad"]["output"]) for r in _methods(results) if "fad" in r.summary]
         axis.bar(range(len(points)), [v for _, v in points], color=["0.85"] + ["C0"] * (len(points) - 1))
         axis.set_xticks(range(len(points)), [label for label, _ in points], rotation=45, ha="right")
@@ -191,7 +192,7 @@ def _input_sdr_plot(results: list[Result], path: Path) -> Path:
             stats = np.array([confidence_interval(v) for v in groups.values()])
             axis.plot(levels, stats[:, 0], marker="o", color=f"C{index}", label=result.method)
             axis.fill_between(levels, stats[:, 1], stats[:, 2], color=f"C{index}", alpha=0.2, linewidth=0)
-        reference = by_input_sdr(results[0], f"input_{metric.column}")
+        reference = by_input_sdr(_input_source(results, metric.column), f"input_{metric.column}")
         if reference:
             axis.plot(list(reference), [v.mean() for v in reference.values()], "k--", label="input")
         axis.set_xlabel("input SDR (dB)")
@@ -259,11 +260,13 @@ def _markdown(results: list[Result], path: Path, figures: list[str]) -> Path:
     for label, result, prefix in rows:
         cells = []
         for metric in metrics:
-            values = result.values(f"{prefix}_{metric.column}")
+            source = _input_source(results, metric.column) if prefix == "input" else result
+            values = source.values(f"{prefix}_{metric.column}")
             cells.append(f"{np.median(values):.2f} [{np.percentile(values, 25):.2f}, {np.percentile(values, 75):.2f}]"
                          if values.size else "–")
         if _has_fad(results):
-            fad = result.summary.get("fad", {}).get(prefix)
+            source = next((r for r in results if "fad" in r.summary), result) if prefix == "input" else result
+            fad = source.summary.get("fad", {}).get(prefix)
             cells.append(f"{fad:.3f}" if fad is not None else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Speed of each method", "", "| method | x real time | device |", "|---|---|---|"]
@@ -281,6 +284,11 @@ def _markdown(results: list[Result], path: Path, figures: list[str]) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text("\n".join(lines))
     return path
+
+
+def _input_source(results: list[Result], column: str) -> Result:
+    """The first result that scored the input with this metric (all score the same inputs)."""
+    return next((r for r in results if r.values(f"input_{column}").size), results[0])
 
 
 def _methods(results: list[Result]) -> list[Result]:
