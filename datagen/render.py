@@ -78,7 +78,9 @@ def _quantise(audio, bits):  # pragma: no cover - compiled
         for n in range(audio.shape[1]):
             q = min(max(np.rint(np.float64(audio[c, n]) * full_scale), -full_scale), full_scale - 1.0)
             integers[c, n] = np.int32(q)
-            decoded[c, n] = q / full_scale
+            # From the integer, not from q: rint of a tiny negative sample is -0.0, whose sign bit a
+            # decoder cannot return (it reads the integer 0), and the PCM checksum would differ.
+            decoded[c, n] = integers[c, n] / full_scale
     return integers, decoded
 
 

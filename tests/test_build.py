@@ -230,3 +230,22 @@ def test_cli_rejects_bad_parameters(corpus, tmp_path, capsys):
     assert "use --sdr" in capsys.readouterr().err
     assert datagen_main(["build", "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("codec", ["flac24", "flac16", "wav32"])
+def test_encode_returns_exactly_what_decoders_read(codec):
+    import io
+
+    from datagen.render import encode
+    from manifests import pcm_sha256
+    from manifests.flac import decode_flac, to_float32
+
+    audio = demo_guitar(1.0, 16000, seed=3, peak=0.8)
+    audio[0, :50] = -1e-9  # rounds to the integer 0: a decoder returns +0.0, never -0.0
+    audio[0, 50:100] = np.linspace(-1.2, 1.2, 50)  # clamped to full scale
+    data, decoded = encode(audio, 16000, codec)
+    theirs = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0].T
+    assert pcm_sha256(decoded) == pcm_sha256(theirs)
+    if codec != "wav32":
+        samples, rate, bits = decode_flac(data)
+        assert rate == 16000 and pcm_sha256(to_float32(samples, bits)) == pcm_sha256(decoded)
