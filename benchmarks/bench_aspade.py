@@ -25,24 +25,16 @@ s = r = 1, ε = 0.1) unless told otherwise. The survey's own setting on its 44.1
 
 from __future__ import annotations
 
-import os
+import one_core  # the benchmarks' folder is on the path when run as a script
 
-# One core: pin the process and stop every thread pool before numpy loads.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_variable] = "1"
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+one_core.pin()
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import effects  # noqa: E402
 from datagen.demo import demo_guitar  # noqa: E402
 from training.baselines.aspade import aspade, aspade_framewise  # noqa: E402
@@ -60,16 +52,6 @@ def delta_sdr_db(clean: np.ndarray, clipped: np.ndarray, restored: np.ndarray, m
     if mask is not None:
         clean, clipped, restored = clean[mask], clipped[mask], restored[mask]
     return float(10 * np.log10(np.sum((clean - clipped) ** 2) / np.sum((clean - restored) ** 2)))
-
-
-def timed(repeats: int, function, *args, **kwargs):
-    """(median wall seconds of ``function(*args, **kwargs)`` over ``repeats`` runs, last result)."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main() -> None:
@@ -107,14 +89,15 @@ def main() -> None:
         # float64 throughout, so that max|diff| shows the two solvers' rounding, not float32's.
         clipped, _ = effects.clip_to_sdr(clean, sdr)
         mask = np.abs(clipped) >= np.abs(clipped).max()
-        ours_seconds, (ours, stats) = timed(args.repeats, aspade, clipped, return_stats=True, **options)
+        ours_seconds, (ours, stats) = one_core.timed(lambda c=clipped: aspade(c, return_stats=True, **options),
+                                                     args.repeats, warm_up=False)
         row = (f"{sdr:6g} {100 * mask.mean():6.2f} | {seconds / ours_seconds:8.2f} "
                f"{delta_sdr_db(clean, clipped, ours):6.2f} {delta_sdr_db(clean, clipped, ours, mask):6.2f} "
                f"{stats.mean_iterations:6.1f} | ")
         if args.no_loop:
             row += f"{'-':>8} {'-':>6} {'-':>6} {'-':>9} | "
         else:
-            loop_seconds, loop = timed(1, aspade_framewise, clipped, **options)
+            loop_seconds, loop = one_core.timed(lambda c=clipped: aspade_framewise(c, **options), 1, warm_up=False)
             row += (f"{seconds / loop_seconds:8.2f} {delta_sdr_db(clean, clipped, loop):6.2f} "
                     f"{loop_seconds / ours_seconds:6.2f} {float(np.max(np.abs(ours - loop))):9.2e} | ")
         row += f"{survey[sdr]:6.2f}" if sdr in survey else f"{'-':>6}"

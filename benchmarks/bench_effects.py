@@ -13,21 +13,16 @@ Files go to a RAM-backed folder (/dev/shm) when there is one, so that disk noise
 
 from __future__ import annotations
 
-import os
-
 # One core: pin the process and stop every thread pool before numpy/torch load.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_variable] = "1"
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+import one_core  # the benchmarks' folder is on the path when run as a script
+
+one_core.pin()
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -35,24 +30,12 @@ import soundfile as sf  # noqa: E402
 from scipy.optimize import brentq  # noqa: E402
 from scipy.signal import lfilter  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import effects  # noqa: E402
 from datagen.apply import apply_file  # noqa: E402
 from datagen.demo import demo_guitar  # noqa: E402
 
 RATE = 16000
 SDR_TARGET_DB = 5.0
-
-
-def timed(function, repeats: int) -> tuple[float, object]:
-    """Median wall seconds of ``function()`` over ``repeats`` runs after one warm-up, and its result."""
-    result = function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def overdrive_with_lfilter(x: np.ndarray, gain_db: float, colour: float = 0.0) -> np.ndarray:
@@ -99,14 +82,14 @@ def main() -> None:
     for name, function in [("hard_clip 30 dB", lambda: effects.hard_clip(x, 30.0)),
                            ("soft_clip 30 dB", lambda: effects.soft_clip(x, 30.0)),
                            ("mix 0.5/0.5", lambda: effects.mix(x, x, 0.5, 0.5))]:
-        row(name, timed(function, args.repeats)[0])
+        row(name, one_core.timed(function, args.repeats)[0])
 
-    ours, y_ours = timed(lambda: effects.overdrive(x, 30.0), args.repeats)
-    theirs, y_theirs = timed(lambda: overdrive_with_lfilter(x, 30.0), args.repeats)
+    ours, y_ours = one_core.timed(lambda: effects.overdrive(x, 30.0), args.repeats)
+    theirs, y_theirs = one_core.timed(lambda: overdrive_with_lfilter(x, 30.0), args.repeats)
     row("overdrive 30 dB", ours, f"{theirs / ours:.1f}x faster than numpy+lfilter "
         f"({seconds / theirs:,.0f}x rt; max diff {np.abs(y_ours - y_theirs).max():.1e})")
 
-    ours, clipped = timed(lambda: effects.clip_to_sdr(x, SDR_TARGET_DB)[0], args.repeats)
+    ours, clipped = one_core.timed(lambda: effects.clip_to_sdr(x, SDR_TARGET_DB)[0], args.repeats)
     error_ours = abs(effects.sdr_db(x, clipped) - SDR_TARGET_DB)
     # Equal accuracy: Brent run to float precision (as MATLAB's fzero with its default TolX = eps in the
     # declipping toolbox), which is what reaches our closed form's error; and, for reference, Brent
@@ -115,8 +98,8 @@ def main() -> None:
                 ("Brent, xtol 1e-4", 1e-4, np.float64),
                 ("Brent in float32, xtol 1e-6", 1e-6, np.float32))
     for index, (label, relative_xtol, dtype) in enumerate(variants):
-        theirs, clipped_brent = timed(lambda t=relative_xtol, d=dtype: clip_to_sdr_brent(x, SDR_TARGET_DB, t, d),
-                                      args.repeats)
+        theirs, clipped_brent = one_core.timed(
+            lambda t=relative_xtol, d=dtype: clip_to_sdr_brent(x, SDR_TARGET_DB, t, d), args.repeats)
         error_brent = abs(effects.sdr_db(x, clipped_brent) - SDR_TARGET_DB)
         row(f"clip_to_sdr {SDR_TARGET_DB:g} dB" if index == 0 else "  (same)", ours,
             f"{theirs / ours:.1f}x faster than {label} ({seconds / theirs:,.0f}x rt); "
@@ -129,10 +112,11 @@ def main() -> None:
         torch.set_num_threads(1)
         batch = torch.from_numpy(x[0, : x.shape[1] // 32000 * 32000].reshape(-1, 1, 32000).copy())
         sdrs = torch.linspace(1, 20, batch.shape[0], dtype=torch.float64)
-        row(f"torch hard_clip ({batch.shape[0]}x1x32000)", timed(lambda: torch_batch.hard_clip(batch, 30.0),
+        row(f"torch hard_clip ({batch.shape[0]}x1x32000)", one_core.timed(lambda: torch_batch.hard_clip(batch, 30.0),
                                                                   args.repeats)[0])
-        row("torch soft_clip", timed(lambda: torch_batch.soft_clip(batch, 30.0), args.repeats)[0])
-        row("torch clip_to_sdr U[1,20] dB", timed(lambda: torch_batch.clip_to_sdr(batch, sdrs), args.repeats)[0])
+        row("torch soft_clip", one_core.timed(lambda: torch_batch.soft_clip(batch, 30.0), args.repeats)[0])
+        row("torch clip_to_sdr U[1,20] dB",
+            one_core.timed(lambda: torch_batch.clip_to_sdr(batch, sdrs), args.repeats)[0])
     except ImportError:
         print("torch is not installed: skipping the torch twins (pip install -e .[train])")
 
@@ -140,11 +124,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmpdir) as folder:
         source, ours_out, sox_out = (Path(folder) / n for n in ("in.wav", "ours.wav", "sox.wav"))
         sf.write(source, x.T, RATE, subtype="FLOAT")
-        ours, _ = timed(lambda: apply_file(source, ours_out, "overdrive", {"gain_db": 30}, progress=False),
+        ours, _ = one_core.timed(lambda: apply_file(source, ours_out, "overdrive", {"gain_db": 30}, progress=False),
                         args.repeats)
         if sox:
             command = [sox, "-D", str(source), "-e", "floating-point", "-b", "32", str(sox_out), "overdrive", "30", "0"]
-            theirs, _ = timed(lambda: subprocess.run(command, check=True, capture_output=True), args.repeats)
+            theirs, _ = one_core.timed(lambda: subprocess.run(command, check=True, capture_output=True), args.repeats)
             difference = np.abs(sf.read(ours_out, dtype="float32")[0] - sf.read(sox_out, dtype="float32")[0]).max()
             row("overdrive file to file", ours, f"{theirs / ours:.1f}x faster than the sox binary "
                 f"({seconds / theirs:,.0f}x rt; max diff {difference:.1e})")

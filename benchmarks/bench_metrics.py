@@ -15,20 +15,15 @@ Scores ``--seconds`` of 16 kHz demo guitar hard-clipped to an input SDR of 5 dB 
 
 from __future__ import annotations
 
-import os
+import one_core  # the benchmarks' folder is on the path when run as a script
 
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_variable] = "1"
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+one_core.pin()
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,23 +31,11 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from scipy import linalg, signal  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import effects  # noqa: E402
 from datagen.demo import demo_guitar  # noqa: E402
 from training.metrics import fad, peaq, rnonlin, vggish  # noqa: E402
 
 RATE = 16000
-
-
-def timed(function, repeats: int) -> tuple[float, object]:
-    """Median wall seconds of ``function()`` over ``repeats`` runs after one warm-up, and its result."""
-    result = function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
 
 
 def rnonlin_straightforward(reference: np.ndarray, test: np.ndarray, rate: int) -> float:
@@ -114,43 +97,44 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
 
     from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
-    ours, value = timed(lambda: effects.si_sdr_db(clean, clipped), args.repeats)
+    ours, value = one_core.timed(lambda: effects.si_sdr_db(clean, clipped), args.repeats)
     pair = torch.from_numpy(clipped).double(), torch.from_numpy(clean).double()
-    theirs, their_value = timed(lambda: float(scale_invariant_signal_distortion_ratio(*pair)), args.repeats)
+    theirs, their_value = one_core.timed(lambda: float(scale_invariant_signal_distortion_ratio(*pair)), args.repeats)
     rows.append(("SI-SDR", ours, f"{theirs / ours:.1f}x torchmetrics ({seconds / theirs:,.0f}x rt); "
                                  f"{value:.4f} vs {their_value:.4f} dB"))
 
-    ours, value = timed(lambda: rnonlin.rnonlin(clean, clipped, RATE), args.repeats)
+    ours, value = one_core.timed(lambda: rnonlin.rnonlin(clean, clipped, RATE), args.repeats)
     short = slice(0, min(clean.size, 5 * RATE))  # the loop is slow: time it on 5 s and scale
-    theirs, their_value = timed(lambda: rnonlin_straightforward(clean[short], clipped[short], RATE), 1)
+    theirs, their_value = one_core.timed(lambda: rnonlin_straightforward(clean[short], clipped[short], RATE), 1)
     theirs *= clean.size / clean[short].size
     ours_short = rnonlin.rnonlin(clean[short], clipped[short], RATE)
     rows.append(("R_nonlin", ours, f"{theirs / ours:.1f}x a band-by-band scipy loop ({seconds / theirs:,.1f}x rt); "
                                    f"{value:.3f}; on the first 5 s {ours_short:.3f} vs the loop's {their_value:.3f}"))
 
-    ours, value = timed(lambda: peaq.peaq_odg(clean, clipped, RATE), args.repeats)
+    ours, value = one_core.timed(lambda: peaq.peaq_odg(clean, clipped, RATE), args.repeats)
     note = f"ODG {value:.3f}"
     if args.gstpeaq_plugins and shutil.which("gst-launch-1.0"):
-        theirs, their_value = timed(lambda: gstpeaq_odg(args.gstpeaq_plugins, clean, clipped, RATE), args.repeats)
+        theirs, their_value = one_core.timed(lambda: gstpeaq_odg(args.gstpeaq_plugins, clean, clipped, RATE),
+                                             args.repeats)
         note += f"; {theirs / ours:.1f}x GstPEAQ via gst-launch ({seconds / theirs:,.0f}x rt, ODG {their_value:.3f})"
     rows.append(("PEAQ basic", ours, note))
 
     model = vggish.VGGish().eval()
     embed = vggish.VGGishEmbedder(model)
-    ours, embeddings = timed(lambda: embed(clean, RATE), args.repeats)
+    ours, embeddings = one_core.timed(lambda: embed(clean, RATE), args.repeats)
     rows.append(("VGGish embedding (FAD)", ours, f"{embeddings.shape[0]} examples of 0.96 s"))
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2000, 128)), rng.normal(size=(2000, 128)) @ rng.normal(size=(128, 128)) * 0.1
     stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (a, b)]
-    ours, value = timed(lambda: fad.frechet_distance(*stats[0], *stats[1]), args.repeats)
+    ours, value = one_core.timed(lambda: fad.frechet_distance(*stats[0], *stats[1]), args.repeats)
 
     def textbook() -> float:
         (mean_a, cov_a), (mean_b, cov_b) = stats
         root = linalg.sqrtm(cov_a @ cov_b).real
         return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
 
-    theirs, their_value = timed(textbook, args.repeats)
+    theirs, their_value = one_core.timed(textbook, args.repeats)
     print(f"{seconds:g} s of 16 kHz demo guitar clipped to 5 dB input SDR, one core, median of {args.repeats} runs")
     print(f"{'metric':26s} {'wall s':>8s} {'x real time':>12s}  comparison")
     for name, wall, note in rows:
