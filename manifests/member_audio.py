@@ -2,8 +2,8 @@
 
 A training loader wants a 2-s crop of a 10-s member: :func:`open_member` reads the member's header and
 returns a reader whose :meth:`~MemberAudio.read` fetches only what the crop needs with ``os.pread``:
-the crop's bytes for float WAV; for FLAC the member's bytes (a few hundred KiB), decoded by
-:mod:`manifests.flac` from the FLAC frame the crop starts in. Other formats go through libsndfile.
+the crop's bytes for float WAV; for FLAC the FLAC frames that hold the crop (its seek table says where),
+decoded by :mod:`manifests.flac`. Other formats go through libsndfile, from the member's bytes.
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ from collections.abc import Callable
 import numpy as np
 import soundfile as sf
 
-from .flac import decode_flac_range, read_flac_header
+from .flac import FlacSpans, decode_flac_range, read_flac_header
 from .keys import ManifestError
 
 _WAVE_FORMAT_IEEE_FLOAT = 3
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 #: The SubFormat GUID of WAVE_FORMAT_EXTENSIBLE files holding IEEE float samples.
 _SUBTYPE_IEEE_FLOAT = bytes.fromhex("0300000000001000800000aa00389b71")
+#: Bytes read first to parse a FLAC member's metadata: our encoder's (STREAMINFO, then one 18-byte seek
+#: point per 4096-frame FLAC frame) fit for members up to about 2 minutes at 16 kHz; longer ones are read
+#: once more, whole.
+_HEADER_GUESS_BYTES = 8192
 
 
 class MemberAudio:
@@ -67,23 +71,41 @@ class _FloatWavAudio(MemberAudio):
 
 
 class _FlacAudio(MemberAudio):
-    """A FLAC member, decoded by our numba decoder from the FLAC frame the crop starts in (its seek table)."""
+    """A FLAC member: each read fetches only the FLAC frames the range needs (its seek table says which,
+    see ``FlacSpans``) and decodes them with our numba decoder, which checks their CRCs."""
 
-    def __init__(self, data: bytes, where: str, shape: tuple[int, int] | None = None) -> None:
-        self._data, self.where = data, where
-        if shape is None:
-            try:
-                info = read_flac_header(data)
-            except ValueError as error:
-                raise ManifestError(f"{where}: {error}") from None
-            shape = info.channels, info.total_frames
-        self.channels, self.frames = shape
+    def __init__(self, fd: int, offset: int, spans: FlacSpans, where: str) -> None:
+        self._fd, self._offset, self._spans, self.where = fd, offset, spans, where
+        self.channels, self.frames = spans.info.channels, spans.info.total_frames
 
     def read(self, start: int, frames: int) -> np.ndarray:
+        if start < 0 or frames < 0 or start + frames > self.frames:
+            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+        begin, end, header = self._spans.span(start, frames)
+        span = os.pread(self._fd, end - begin, self._offset + begin)
+        if len(span) != end - begin:
+            raise ManifestError(f"{self.where}: truncated member ({begin + len(span)} of {self._spans.stream_bytes} "
+                                "bytes)")
         try:
-            return decode_flac_range(self._data, start, frames, dtype=np.float32)
+            return decode_flac_range(header + span, start, frames, dtype=np.float32)
         except ValueError as error:
             raise ManifestError(f"{self.where}: {error}") from None
+
+
+def _flac_spans(fd: int, offset: int, size: int) -> FlacSpans | None:
+    """The member's FLAC metadata, read from its first bytes; None if it is not FLAC or does not state
+    its length (libsndfile then reads it whole, counting)."""
+    head = os.pread(fd, min(size, _HEADER_GUESS_BYTES), offset)
+    if head[:4] != b"fLaC":
+        return None
+    try:
+        info = read_flac_header(head)
+    except ValueError:  # metadata longer than the guess (a big seek table), or broken: read it all
+        try:
+            info = read_flac_header(os.pread(fd, size, offset))
+        except ValueError:
+            return None  # libsndfile names the problem
+    return FlacSpans(info, size) if info.total_frames else None
 
 
 class _SoundfileAudio(MemberAudio):
@@ -126,17 +148,17 @@ def open_member(fd: int, offset: int, size: int, extension: str, where: str,
             if layouts is not None:
                 layouts[offset] = known
             return _FloatWavAudio(fd, *known[1:], where)
+    if known is not None and known[0] == "flac":
+        return _FlacAudio(fd, offset, known[1], where)
+    if known is None and extension.endswith(".flac"):
+        spans = _flac_spans(fd, offset, size)
+        if spans is not None:
+            if layouts is not None:
+                layouts[offset] = ("flac", spans)
+            return _FlacAudio(fd, offset, spans, where)
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise ManifestError(f"{where}: truncated member ({len(data)} of {size} bytes)")
-    if known is not None and known[0] == "flac":
-        return _FlacAudio(data, where, known[1:])
-    if extension.endswith(".flac") and data[:4] == b"fLaC":
-        audio = _FlacAudio(data, where)
-        if audio.frames:  # a stream that does not state its length goes to libsndfile, which counts
-            if layouts is not None:
-                layouts[offset] = ("flac", audio.channels, audio.frames)
-            return audio
     return _SoundfileAudio(data, where)
 
 

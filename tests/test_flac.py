@@ -444,6 +444,36 @@ def test_ranges_equal_slices_of_the_full_decode():
         np.testing.assert_array_equal(floats, to_float32(pcm[:, 1000:33000], 24))
 
 
+def test_spans_decode_like_the_whole_stream_and_read_only_the_frames_needed():
+    pcm = make_signal("guitar", 2, 10 * RATE, 24)
+    ours = encode_flac(pcm, RATE, 24)
+    streams = {"seek table per frame": ours, "no seek table": without_seektable(ours),
+               "sparse seek table": with_sparse_seektable(ours, 7), "libsndfile": soundfile_stream(pcm, 24)}
+    total = pcm.shape[1]
+    windows = [(0, total), (0, 1), (total - 1, 1), (4096, 4096), (4095, 2), (8191, 4098), (12345, 0),
+               (total - 32000, 32000), (40000, 32000)]
+    for name, data in streams.items():
+        info = read_flac_header(data)
+        spans = flac_module.FlacSpans(info, len(data))
+        for start, frames in windows:
+            begin, end, header = spans.span(start, frames)
+            assert info.first_frame_offset <= begin <= end <= len(data), name
+            crop = decode_flac_range(header + data[begin:end], start, frames, dtype=np.float32)
+            np.testing.assert_array_equal(crop, decode_flac_range(data, start, frames, dtype=np.float32),
+                                          err_msg=f"{name} {start} {frames}")
+    # With a point per frame, a 2-s crop reads its own frames only: at most one frame either side.
+    info = read_flac_header(ours)
+    spans = flac_module.FlacSpans(info, len(ours))
+    begin, end, header = spans.span(40000, 32000)
+    assert end - begin < (32000 + 2 * 4096) / total * (len(ours) - info.first_frame_offset) * 1.2
+    # A span cut short (a truncated file) is an error, not a short crop.
+    with pytest.raises(ValueError):
+        decode_flac_range(header + ours[begin:end - 10], 40000, 32000)
+    for start, frames in [(total - 10, 11), (-1, 5), (0, -1)]:
+        with pytest.raises(ValueError, match="outside"):
+            spans.span(start, frames)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 3), st.integers(16, 5000), st.integers(0, 20000), st.integers(0, 20000))
 def test_random_ranges(channels, block, start, frames):

@@ -201,3 +201,37 @@ def test_threaded_loader_passes_errors_on_and_stops_its_threads(hardclip_set, tm
     assert threading.active_count() == before
     with pytest.raises(ValueError, match="threads"):
         ThreadedLoader(data.PairStream(copy, "train"), 2, threads=0)
+
+
+def test_flac_member_crops_equal_the_whole_member_and_check_their_frames(hardclip_set, tmp_path):
+    from manifests import index_shard
+    from manifests.flac import decode_flac, to_float32
+    from manifests.member_audio import open_member
+
+    shard = sorted((hardclip_set / "train").glob("*.tar"))[0]
+    members = next(iter(index_shard(shard).values()))
+    offset, size = members["input.flac"]
+    raw = shard.read_bytes()
+    pcm, _, bits = decode_flac(raw[offset:offset + size])
+    whole = to_float32(pcm, bits)
+    layouts: dict = {}
+    with open(shard, "rb") as handle:
+        for _ in range(2):  # the second time from the remembered header
+            audio = open_member(handle.fileno(), offset, size, "input.flac", "the member", layouts)
+            assert (audio.channels, audio.frames) == whole.shape
+            for start, frames in [(0, audio.frames), (0, 1), (audio.frames - 1, 1), (5000, 8000), (4095, 2)]:
+                np.testing.assert_array_equal(audio.read(start, frames), whole[:, start:start + frames])
+            with pytest.raises(ManifestError, match="outside"):
+                audio.read(audio.frames - 10, 11)
+    assert layouts
+    # A flipped bit in the member's last FLAC frame: crops that touch that frame fail naming the member
+    # (its CRC-16), crops before it still read.
+    damaged = bytearray(raw)
+    damaged[offset + size - 100] ^= 0x40
+    copy = tmp_path / "damaged.tar"
+    copy.write_bytes(damaged)
+    with open(copy, "rb") as handle:
+        audio = open_member(handle.fileno(), offset, size, "input.flac", "the member")
+        np.testing.assert_array_equal(audio.read(0, 4000), whole[:, :4000])
+        with pytest.raises(ManifestError, match="the member"):
+            audio.read(audio.frames - 100, 100)
