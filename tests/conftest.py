@@ -28,16 +28,28 @@ def stereo_guitar() -> np.ndarray:
     return np.concatenate([left, right])
 
 
-@pytest.fixture(scope="session")
-def sox_binary() -> str:
-    """Path of the sox binary. Missing sox skips the oracle tests locally but fails them in CI."""
-    path = shutil.which("sox")
+def _oracle_binary(name: str, purpose: str) -> str:
+    """Path of an oracle binary (Debian package of the same name): skipped locally when absent, a failure
+    in CI, where .ci/run installs it."""
+    path = shutil.which(name)
     if path is None:
-        message = "the sox binary (Debian package 'sox') is needed for the SoX parity tests"
+        message = f"the {name} binary (Debian package '{name}') is needed for {purpose}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def sox_binary() -> str:
+    """Path of the sox binary, the oracle of the overdrive tests."""
+    return _oracle_binary("sox", "the SoX parity tests")
+
+
+@pytest.fixture(scope="session")
+def flac_binary() -> str:
+    """Path of the flac binary (libFLAC's command line), the oracle of the FLAC codec tests."""
+    return _oracle_binary("flac", "the libFLAC oracle tests")
 
 
 @pytest.fixture()

@@ -228,7 +228,7 @@ def test_bad_parameters_raise(short_guitar, options):
     np.zeros(100), np.ones((1, 2, 50)), np.ones(10, dtype=np.int16), [0.1, 0.2],
 ])
 def test_bad_audio_raises(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises((TypeError, ValueError)):  # TypeError for a wrong type or dtype, as the effects raise
         aspade(bad)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -167,18 +165,6 @@ def soundfile_integers(data: bytes, bits: int) -> np.ndarray:
     """What libsndfile decodes, as the coded integers: soundfile gives them in the top bits of int32."""
     audio, _ = sf.read(io.BytesIO(data), dtype="int32", always_2d=True)
     return audio.T >> (32 - bits)
-
-
-@pytest.fixture(scope="module")
-def flac_binary() -> str:
-    """The `flac` binary (Debian package 'flac'): skipped locally when absent, a failure in CI."""
-    path = shutil.which("flac")
-    if path is None:
-        message = "the flac binary (Debian package 'flac') is needed for the libFLAC oracle tests"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------

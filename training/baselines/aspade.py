@@ -67,6 +67,8 @@ import numba
 import numpy as np
 import scipy.fft
 
+from effects._validation import check_audio
+
 #: A sample counts as clipped when its magnitude is within this relative distance of the threshold θ.
 CLIP_RELATIVE_TOLERANCE = 1e-6
 
@@ -202,19 +204,10 @@ def _declip(clipped, threshold, window_samples, hop_samples, redundancy, sparsit
 
 
 def _check_audio(x) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"clipped must be a numpy array, got {type(x).__name__}")
-    if x.dtype not in (np.float32, np.float64):
-        raise ValueError(f"clipped must be float32 or float64 audio, got dtype {x.dtype}")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"clipped must have shape (samples,) or (channels, samples), got shape {x.shape}")
+    # The effects' checks (type, dtype, shape, finite: the same errors), then what declipping needs too.
+    check_audio(x, "clipped")
     if x.size == 0:
         raise ValueError(f"clipped is empty (shape {x.shape})")
-    finite = np.isfinite(x)
-    if not finite.all():
-        first = np.unravel_index(int(np.argmin(finite)), x.shape)
-        raise ValueError(f"clipped contains {int(x.size - finite.sum())} non-finite samples (NaN or inf), the "
-                         f"first at index {tuple(int(i) for i in first)}")
     if not np.any(x):
         raise ValueError("clipped is silent (all samples are zero): there is nothing to declip")
     return x
