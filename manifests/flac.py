@@ -37,6 +37,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 try:  # LLVM's ctlz/cttz; numba has exposed them there since 0.4x.
     from numba.cpython.unsafe.numbers import leading_zeros as _clz
@@ -57,6 +60,124 @@ except ImportError:  # pragma: no cover - depends on the numba version
             if (x >> bit) & 1:
                 return bit
         return 64
+
+# LLVM operations numba does not spell: a logical right shift of an int64, a rotate, and an unaligned
+# big-endian 8-byte load (one instruction each on x86-64 with BMI2/MOVBE).
+@intrinsic
+def _lshr(typingctx, x, n):
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        amount = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.lshr(value, amount)
+    return types.int64(x, n), codegen
+
+
+@intrinsic
+def _rotl(typingctx, x, n):
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        amount = context.cast(builder, args[1], signature.args[1], types.int64)
+        i64 = ir.IntType(64)
+        fshl = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i64, i64]), "llvm.fshl.i64")
+        return builder.call(fshl, [value, value, amount])
+    return types.int64(x, n), codegen
+
+
+@intrinsic
+def _shl(typingctx, x, n):
+    # x << (n mod 64): defined for any n (numba's << is not for n >= 64), one instruction on x86-64.
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        amount = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.shl(value, builder.and_(amount, ir.Constant(ir.IntType(64), 63)))
+    return types.int64(x, n), codegen
+
+
+def _host_features() -> set[str]:
+    # CPU features the compiled code may use beyond baseline x86-64: only when numba compiles for this
+    # very CPU (its default; a NUMBA_CPU_NAME build is meant to run elsewhere). numba keys its cache on
+    # the CPU name and features, so cached code never meets a CPU it was not compiled for.
+    try:
+        import llvmlite.binding as llvm
+        if numba.config.CPU_NAME or not llvm.get_process_triple().startswith("x86_64"):
+            return set()
+        return {name for name, present in llvm.get_host_cpu_features().items() if present}
+    except Exception:  # pragma: no cover - depends on the platform
+        return set()
+
+
+_FEATURES = _host_features()
+_HAVE_BMI2 = "bmi2" in _FEATURES
+
+
+@intrinsic
+def _bzhi(typingctx, x, n):
+    # The low n bits of x (0 <= n < 64): BMI2's BZHI where the CPU has it (one instruction, no mask
+    # register), else x & ((1 << n) - 1).
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        index = context.cast(builder, args[1], signature.args[1], types.int64)
+        if _HAVE_BMI2:
+            bzhi = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i64]),
+                                                  "llvm.x86.bmi.bzhi.64")
+            return builder.call(bzhi, [value, index])
+        mask = builder.sub(builder.shl(ir.Constant(i64, 1), index), ir.Constant(i64, 1))
+        return builder.and_(value, mask)
+    return types.int64(x, n), codegen
+
+
+@intrinsic
+def _address(typingctx, array):
+    # The address of array's first element, for the pointer-based hot loops below: inside them, no
+    # array (and so no reference count) is live, which leaves LLVM the registers the loop state needs.
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, value=args[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+    return types.int64(array), codegen
+
+
+@intrinsic
+def _load_be64_at(typingctx, address):
+    # The 8 bytes at `address` (any alignment) as a big-endian int64.
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        word = builder.load(builder.inttoptr(args[0], i64.as_pointer()), align=1)
+        bswap = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]), "llvm.bswap.i64")
+        return builder.call(bswap, [word])
+    return types.int64(address), codegen
+
+
+@intrinsic
+def _store_i32_at(typingctx, address, value):
+    # Store the low 32 bits of value at `address` (4-byte aligned: an element of an int32 array).
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        number = context.cast(builder, args[1], signature.args[1], types.int64)
+        builder.store(builder.trunc(number, i32), builder.inttoptr(args[0], i32.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(address, value), codegen
+
+
+@intrinsic
+def _be64(typingctx, buf, i):
+    # buf[i:i + 8] as a big-endian int64; the caller guarantees 0 <= i and i + 8 <= buf.size.
+    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, value=args[0]).data
+        index = context.cast(builder, args[1], signature.args[1], types.int64)
+        i64 = ir.IntType(64)
+        pointer = builder.bitcast(builder.gep(data, [index]), i64.as_pointer())
+        word = builder.load(pointer, align=1)
+        bswap = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]), "llvm.bswap.i64")
+        return builder.call(bswap, [word])
+    return types.int64(buf, i), codegen
+
 
 #: Recorded in dataset.json: bump it whenever a change makes the encoder write other bytes for the same
 #: samples, so that a rebuild knows to compare decoded PCM instead of shard bytes.
@@ -165,11 +286,111 @@ def _load_be64(buf, i):  # pragma: no cover - compiled
             | (np.int64(buf[u + np.uint64(6)]) << 8) | np.int64(buf[u + np.uint64(7)]))
 
 
+def _x_power_mod(n: int) -> int:
+    # x^n modulo the CRC-16 polynomial x^16 + x^15 + x^2 + 1, as a 16-bit integer.
+    value = 1
+    for _ in range(n):
+        value <<= 1
+        if value & 0x10000:
+            value ^= 0x18005
+    return value
+
+
+def _clmul_shape() -> tuple[int, int]:
+    # (128-bit lanes per vector, vectors in flight) for the carry-less-multiply CRC; (0, 0) without it.
+    if {"avx512f", "vpclmulqdq"} <= _FEATURES:
+        return 4, 2
+    if {"avx", "vpclmulqdq"} <= _FEATURES:
+        return 2, 4
+    if "pclmul" in _FEATURES:
+        return 1, 4
+    return 0, 0
+
+
+_CLMUL_LANES, _CLMUL_VECTORS = _clmul_shape()
+_CLMUL_STEP = 16 * _CLMUL_LANES * _CLMUL_VECTORS  # bytes folded per iteration
+
+
+@intrinsic
+def _crc16_fold(typingctx, buf, start, steps, crc):
+    """Fold buf[start:start + steps * _CLMUL_STEP] (steps >= 1) into a 128-bit remainder (hi, lo).
+
+    The message is a polynomial over GF(2), first bit highest. Each 16-byte block, read big-endian, is a
+    128-bit polynomial; an accumulator A of earlier blocks moves d bits on as A * x^d, and since only
+    the remainder modulo the CRC polynomial P matters, A_hi * x^(d+64) + A_lo * x^d (64-bit halves)
+    becomes A_hi * (x^(d+64) mod P) + A_lo * (x^d mod P): two carry-less multiplications (PCLMULQDQ)
+    by 16-bit constants, giving at most 80 bits. `vectors` accumulators of `lanes` blocks each run
+    side by side (so the multiplier's latency overlaps), then fold into one, and the lanes into one
+    128-bit value R with R = message (mod P): the CRC is then the table CRC of R's 16 bytes, continued
+    over the bytes after. `crc` (the CRC of the bytes before start) enters as the top 16 bits XORed
+    into the first block, which is what a CRC register preset to it does.
+    """
+    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.ndim == 1 and buf.layout == "C"):
+        return None
+    lanes, vectors, step = _CLMUL_LANES, _CLMUL_VECTORS, _CLMUL_STEP
+
+    def codegen(context, builder, signature, args):
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        if lanes == 0:  # never called (see _crc16): no x86 instruction where there is none
+            return context.make_tuple(builder, signature.return_type, [ir.Constant(i64, 0)] * 2)
+        bytes_type, quads = ir.VectorType(i8, 16 * lanes), ir.VectorType(i64, 2 * lanes)
+        pair = ir.VectorType(i64, 2)
+        name = {1: "llvm.x86.pclmulqdq", 2: "llvm.x86.pclmulqdq.256", 4: "llvm.x86.pclmulqdq.512"}[lanes]
+        multiply = cgutils.get_or_insert_function(builder.module, ir.FunctionType(quads, [quads, quads, i8]), name)
+        multiply_pair = cgutils.get_or_insert_function(builder.module, ir.FunctionType(pair, [pair, pair, i8]),
+                                                       "llvm.x86.pclmulqdq")
+        # Byte order within each 16-byte lane reversed: the block as a big-endian 128-bit number.
+        reverse = ir.Constant(ir.VectorType(i32, 16 * lanes), [16 * (j // 16) + 15 - j % 16 for j in range(16 * lanes)])
+        data = context.make_array(signature.args[0])(context, builder, value=args[0]).data
+        base = builder.gep(data, [args[1]])
+
+        def load(offset):
+            pointer = builder.bitcast(builder.gep(base, [offset]), bytes_type.as_pointer())
+            raw = builder.load(pointer, align=1)
+            return builder.bitcast(builder.shuffle_vector(raw, raw, reverse), quads)
+
+        def fold(value, constants, addend, function=multiply):
+            high = builder.call(function, [value, constants, ir.Constant(i8, 0x11)])
+            low = builder.call(function, [value, constants, ir.Constant(i8, 0x00)])
+            return builder.xor(builder.xor(high, low), addend)
+
+        def constants(bits, vector_type, count):  # lane (x^bits mod P, x^(bits+64) mod P)
+            return ir.Constant(vector_type, [_x_power_mod(bits), _x_power_mod(bits + 64)] * count)
+
+        far = constants(8 * step, quads, lanes)
+        near = constants(8 * 16 * lanes, quads, lanes)
+        single = constants(128, pair, 1)
+        slots = [cgutils.alloca_once(builder, quads) for _ in range(vectors)]
+        preset = builder.shl(context.cast(builder, args[3], signature.args[3], types.int64), ir.Constant(i64, 48))
+        preset = builder.insert_element(ir.Constant(quads, [0] * (2 * lanes)), preset, ir.Constant(i32, 1))
+        builder.store(builder.xor(load(ir.Constant(i64, 0)), preset), slots[0])
+        for v in range(1, vectors):
+            builder.store(load(ir.Constant(i64, 16 * lanes * v)), slots[v])
+        with cgutils.for_range(builder, builder.sub(args[2], ir.Constant(i64, 1))) as loop:
+            offset = builder.mul(builder.add(loop.index, ir.Constant(i64, 1)), ir.Constant(i64, step))
+            for v in range(vectors):
+                block = load(builder.add(offset, ir.Constant(i64, 16 * lanes * v)))
+                builder.store(fold(builder.load(slots[v]), far, block), slots[v])
+        total = builder.load(slots[0])
+        for v in range(1, vectors):
+            total = fold(total, near, builder.load(slots[v]))
+        parts = [builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(i32, 2), [2 * j, 2 * j + 1]))
+                 for j in range(lanes)]
+        remainder = parts[0]
+        for j in range(1, lanes):
+            remainder = fold(remainder, single, parts[j], multiply_pair)
+        high = builder.extract_element(remainder, ir.Constant(i32, 1))
+        low = builder.extract_element(remainder, ir.Constant(i32, 0))
+        return context.make_tuple(builder, signature.return_type, [high, low])
+
+    return types.UniTuple(types.int64, 2)(buf, types.int64, types.int64, types.int64), codegen
+
+
 @numba.njit(cache=True, nogil=True)
-def _crc16(buf, start, end, crc=0):  # pragma: no cover - compiled
-    # CRC-16 of buf[start:end], continuing from `crc` (the CRC of the bytes before start). Per 16 bytes,
-    # only the first two lookups depend on the previous CRC; the other fourteen are XORed as a tree
-    # first, so the loop-carried chain is two lookups long (twice as fast as a left-to-right XOR chain).
+def _crc16_table(buf, start, end, crc):  # pragma: no cover - compiled
+    # CRC-16 of buf[start:end] by table, continuing from `crc` (the CRC of the bytes before start). Per
+    # 16 bytes, only the first two lookups depend on the previous CRC; the other fourteen are XORed as a
+    # tree first, so the loop-carried chain is two lookups long (twice as fast as a left-to-right chain).
     t = _CRC16
     i = start
     while i + 16 <= end:
@@ -186,6 +407,23 @@ def _crc16(buf, start, end, crc=0):  # pragma: no cover - compiled
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ np.int64(buf[i])) & 0xFF]
         i += 1
     return crc
+
+
+@numba.njit(cache=True, nogil=True)
+def _crc16(buf, start, end, crc=0):  # pragma: no cover - compiled
+    # CRC-16 of buf[start:end], continuing from `crc` (the CRC of the bytes before start): whole steps
+    # by carry-less multiplication where the CPU has it (about 0.03 ns a byte against 0.25 by table),
+    # the remainder and the rest by table.
+    if _CLMUL_STEP > 0 and end - start >= _CLMUL_STEP:
+        steps = (end - start) // _CLMUL_STEP
+        high, low = _crc16_fold(buf, start, steps, crc)
+        t = _CRC16
+        crc = 0
+        for j in range(8):  # the table CRC of the remainder's 16 bytes: sixteen independent lookups
+            crc ^= t[_ROW[15 - j] + np.uint64(_lshr(high, 56 - 8 * j) & 0xFF)]
+            crc ^= t[_ROW[7 - j] + np.uint64(_lshr(low, 56 - 8 * j) & 0xFF)]
+        start += steps * _CLMUL_STEP
+    return _crc16_table(buf, start, end, crc)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -937,100 +1175,203 @@ def _parse_frame_header(buf, p, si_bits, si_min_block, si_max_block):  # pragma:
 
 
 @numba.njit(cache=True, nogil=True)
-def _load_be32(buf, pos):  # pragma: no cover - compiled
-    # Four bytes big-endian from byte pos, zeros past the end of buf.
-    if pos + 4 <= buf.size:
-        u = np.uint64(pos)
-        return ((np.int64(buf[u]) << 24) | (np.int64(buf[u + np.uint64(1)]) << 16)
-                | (np.int64(buf[u + np.uint64(2)]) << 8) | np.int64(buf[u + np.uint64(3)]))
-    word = 0
-    for t in range(4):
-        word <<= 8
-        if pos + t < buf.size:
-            word |= np.int64(buf[pos + t])
-    return word
+def _refill(buf, acc, avail, ptr):  # pragma: no cover - compiled
+    # Top up the residual reader's register (see _residual_body) to 56..63 valid bits: 8 bytes from ptr
+    # placed below the `avail` valid bits (the bits they repeat are the same stream bits), and ptr moves
+    # on by the whole bytes that now sit in the register. Zeros past the end of buf.
+    if 0 <= ptr and ptr + 8 <= buf.size:
+        word = _be64(buf, ptr)
+    else:
+        word = 0
+        for t in range(8):
+            word <<= 8
+            if 0 <= ptr + t < buf.size:
+                word |= np.int64(buf[ptr + t])
+    acc |= _lshr(word, avail)
+    ptr += (63 - avail) >> 3
+    avail |= 56
+    return acc, avail, ptr
 
 
 @numba.njit(cache=True, nogil=True)
-def _prime(buf, bit_position):  # pragma: no cover - compiled
-    # Register state (acc, avail, pos) of the residual reader at bit_position: the next `avail` bits
-    # left-aligned in acc, pos the next byte to load.
-    pos = bit_position >> 3
-    skip = bit_position & 7
-    return (_load_be32(buf, pos) << 32) << skip, 32 - skip, pos + 4
+def _rice_slow(buf, k, acc, avail, ptr):  # pragma: no cover - compiled
+    # One Rice code the careful way: a run of zeros longer than the valid bits (counted through refills),
+    # or a code near the end of buf. Returns (ok, zeros, low bits, acc, avail, ptr); not ok: truncated.
+    zeros = 0
+    run = _clz(acc)
+    while run >= avail:  # all valid bits are zeros
+        zeros += avail
+        acc = 0
+        avail = 0
+        if ptr > buf.size + 8:
+            return False, 0, 0, acc, avail, ptr
+        acc, avail, ptr = _refill(buf, acc, avail, ptr)
+        run = _clz(acc)
+    zeros += run
+    acc <<= run + 1
+    avail -= run + 1
+    acc, avail, ptr = _refill(buf, acc, avail, ptr)
+    low = _rotl(acc, k) & ((1 << k) - 1)
+    acc <<= k
+    avail -= k
+    return True, zeros, low, acc, avail, ptr
+
+
+# _integrate and _rice_value are small enough for LLVM to inline at every call (with a constant
+# `stages`, which it then folds away). Not inline="always": numba inlines by re-running its front end
+# on the callee at each call site, and at the ~100 sites of the unrolled loops that took most of a
+# 3-minute cold compile.
+@numba.njit(cache=True, nogil=True)
+def _integrate(v, s0, s1, s2, s3, stages):  # pragma: no cover - compiled
+    # One step of the running sums that undo a FIXED predictor of order `stages` (see _residual_body).
+    if stages >= 4:
+        s3 += v
+        v = s3
+    if stages >= 3:
+        s2 += v
+        v = s2
+    if stages >= 2:
+        s1 += v
+        v = s1
+    if stages >= 1:
+        s0 += v
+        v = s0
+    return v, s0, s1, s2, s3
+
+
+@numba.njit(cache=True, nogil=True)
+def _rice_value(acc, k, km1):  # pragma: no cover - compiled
+    # One Rice code (k >= 1) from the top of the register, assumed to lie within its valid bits: its
+    # zeros z before the stop bit; rotating the register left by z + k brings the zeros, the stop bit
+    # and the top k - 1 low bits to the bottom and the last low bit (the zigzag sign) to the top, so
+    # the signed value is ((z << (k - 1)) | those k - 1 bits) ^ (the sign smeared). The register moves
+    # on by z + 1 + k bits, as ((acc + acc) << k) << z: one shift after the zero count, not two.
+    # Returns (z + k, value, register).
+    zeros = _clz(acc)
+    zk = zeros + k
+    turned = _rotl(acc, zk)
+    value = (_shl(zeros, km1) | _bzhi(turned, km1)) ^ (turned >> 63)
+    return zk, value, _shl((acc + acc) << k, zeros)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _rice_run(buf, dst, i, end, k, acc, avail, pos, s0, s1, s2, s3, stages):  # pragma: no cover - compiled
-    # Rice-coded values i..end-1 with parameter k, through `stages` running sums (see _decode_residual).
-    # Inlined by numba with a literal `stages` at each call site, so each copy keeps only the sums it
-    # uses in registers (one generic loop spilled its state to the stack on every value).
-    # Returns (ok, i, acc, avail, pos, s0, s1, s2, s3).
-    mask = (1 << k) - 1
-    while i < end:
-        if avail < 32:
-            acc |= _load_be32(buf, pos) << (32 - avail)
-            pos += 4
-            avail += 32
-        zeros = _clz(acc)
-        used = zeros + 1 + k
-        if used <= avail:
-            low = (acc >> (64 - used)) & mask
-            acc <<= used
-            avail -= used
-        else:
-            # A long run of zeros, or the value straddles the register: consume it in steps, still from
-            # the register (a function call here would make LLVM spill the loop's state on every value).
-            zeros = 0
-            run = _clz(acc)
-            while run >= avail:  # all valid bits are zeros
-                zeros += avail
-                acc = 0
-                avail = 0
-                if pos > buf.size + 4:  # past the end: truncated data
-                    return False, i, acc, avail, pos, s0, s1, s2, s3
-                acc |= _load_be32(buf, pos) << 32
-                pos += 4
-                avail = 32
-                run = _clz(acc)
-            zeros += run
-            acc <<= run + 1
-            avail -= run + 1
-            if avail < 32:
-                acc |= _load_be32(buf, pos) << (32 - avail)
-                pos += 4
-                avail += 32
-            low = ((acc >> (63 - k)) >> 1) & mask  # valid for k = 0 too
-            acc <<= k
-            avail -= k
-        folded = (zeros << k) | low
-        v = (folded >> 1) ^ -(folded & 1)
-        if stages >= 4:
-            s3 += v
-            v = s3
-        if stages >= 3:
-            s2 += v
-            v = s2
-        if stages >= 2:
-            s1 += v
-            v = s1
-        if stages >= 1:
-            s0 += v
-            v = s0
-        dst[np.uint64(i)] = v
-        i += 1
-    return True, i, acc, avail, pos, s0, s1, s2, s3
+def _rice_groups(last, out, n, k, acc, avail, ptr, s0, s1, s2, s3, stages, group):  # pragma: no cover
+    # The hot loop of _rice_run, on addresses: `group` (1..6) values per refill, with one check per
+    # group that their codes lay within the valid bits. With a literal `group` the steps beyond it fold
+    # away; with a variable one they cost a well-predicted branch each (see _rice_run). A group whose
+    # codes ran past them is dropped (its stores are overwritten later) and the loop returns "not
+    # clean": the register and sums are then garbage, and the caller rebuilds them from the bit position
+    # (ptr * 8 - avail, as before the group) and the samples already written. Keeping copies to restore
+    # instead would cost registers the loop needs. Returns (values done, clean, acc, avail, ptr, s0, s1,
+    # s2, s3); ptr is an address here.
+    km1 = k - 1
+    groups = n // group
+    if ptr > last:
+        groups = 0
+    else:  # a refill moves ptr on by at most 7 bytes: loads up to `last` only
+        groups = min(groups, (last - ptr) // 7 + 1)
+    first = out
+    stop = out + 4 * group * groups
+    while out < stop:
+        acc |= _lshr(_load_be64_at(ptr), avail)
+        room = (avail | 56) - group  # the group's stop bits
+        zk, v, acc = _rice_value(acc, k, km1)
+        v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+        _store_i32_at(out, v)
+        room -= zk
+        if group >= 2:
+            zk, v, acc = _rice_value(acc, k, km1)
+            v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+            _store_i32_at(out + 4, v)
+            room -= zk
+        if group >= 3:
+            zk, v, acc = _rice_value(acc, k, km1)
+            v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+            _store_i32_at(out + 8, v)
+            room -= zk
+        if group >= 4:
+            zk, v, acc = _rice_value(acc, k, km1)
+            v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+            _store_i32_at(out + 12, v)
+            room -= zk
+        if group >= 5:
+            zk, v, acc = _rice_value(acc, k, km1)
+            v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+            _store_i32_at(out + 16, v)
+            room -= zk
+        if group >= 6:
+            zk, v, acc = _rice_value(acc, k, km1)
+            v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+            _store_i32_at(out + 20, v)
+            room -= zk
+        if room < 0:  # some code ran past the valid bits: drop the group
+            return (out - first) >> 2, False, acc, avail, ptr, s0, s1, s2, s3
+        ptr += (63 - avail) >> 3
+        avail = room
+        out += 4 * group
+    done = group * groups
+    while done < n and ptr <= last:  # the last few values, one refill each
+        acc |= _lshr(_load_be64_at(ptr), avail)
+        ptr += (63 - avail) >> 3
+        avail |= 56
+        zk, v, shifted = _rice_value(acc, k, km1)
+        if zk >= avail:
+            break
+        acc = shifted
+        avail -= zk + 1
+        v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
+        _store_i32_at(out, v)
+        out += 4
+        done += 1
+    return done, True, acc, avail, ptr, s0, s1, s2, s3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rice_run(buf, dst, i, end, k, acc, avail, ptr, s0, s1, s2, s3, stages):  # pragma: no cover - compiled
+    # Rice-coded values i..end-1 with parameter k >= 1 into an int32 dst, through `stages` running sums
+    # (see _residual_body), for as long as the register can be topped up with 8-byte loads inside buf
+    # and the codes fit in its valid bits; returns at the first value that does not (the caller takes
+    # it with _rice_slow). Inlined by numba with a literal `stages` at each call site. Group size:
+    # values per refill that usually fit in the 56 bits a refill guarantees (no refill decision depends
+    # on the data). Returns (i, clean, acc, avail, ptr, s0, s1, s2, s3): see _rice_groups for "not
+    # clean".
+    start = _address(buf)
+    last = start + buf.size - 8
+    out = _address(dst) + 4 * i
+    n = end - i
+    address = start + ptr
+    # A copy of the loop with the group size fixed costs ~1 s of cold compile per FIXED order (times
+    # 5): only k 15..22, the usual k of noisy 24-bit audio, gets one (~8% faster there); other k share
+    # a copy that picks the group size at run time.
+    if 15 <= k <= 22:
+        done, clean, acc, avail, address, s0, s1, s2, s3 = _rice_groups(last, out, n, k, acc, avail, address, s0, s1,
+                                                                        s2, s3, stages, 2)
+    else:
+        group = 6 if k <= 5 else 4 if k <= 10 else 3 if k <= 14 else 1
+        done, clean, acc, avail, address, s0, s1, s2, s3 = _rice_groups(last, out, n, k, acc, avail, address, s0, s1,
+                                                                        s2, s3, stages, group)
+    return i + done, clean, acc, avail, address - start, s0, s1, s2, s3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sums_at(dst, i, stages):  # pragma: no cover - compiled
+    # The running sums (see _residual_body) after sample i - 1, from the last `stages` samples written.
+    x1 = np.int64(dst[i - 1]) if stages >= 1 else 0
+    x2 = np.int64(dst[i - 2]) if stages >= 2 else 0
+    x3 = np.int64(dst[i - 3]) if stages >= 3 else 0
+    x4 = np.int64(dst[i - 4]) if stages >= 4 else 0
+    return x1, x1 - x2, x1 - 2 * x2 + x3, x1 - 3 * x2 + 3 * x3 - x4
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _residual_body(buf, bp, dst, block, count, order, stages):  # pragma: no cover - compiled
     # Partitioned Rice residual into dst[order:count] (count <= block: a partial frame stops early). The
-    # hot loop keeps the next bits left-aligned in a register (`acc`, `avail` of them valid), refilled
-    # 32 bits at a time, so a value costs a count-leading-zeros and a few shifts, not a memory load.
-    # With stages = p > 0 it also undoes a FIXED predictor of order p on the way: the residual is the
-    # p-th difference of the signal, so the signal is p running sums of it (s3 += r; s2 += s3; ...;
-    # x = s0 += s1), one-cycle additions that overlap with the bit reading (stages = 0 for LPC, which
-    # is restored afterwards). Returns (status, bit position).
+    # hot loop keeps the next bits left-aligned in a 64-bit register (`acc`, `avail` of them valid;
+    # `ptr` is the byte after them), so a value costs a count-leading-zeros and a few shifts, not a
+    # memory load. With stages = p > 0 it also undoes a FIXED predictor of order p on the way: the
+    # residual is the p-th difference of the signal, so the signal is p running sums of it (s3 += r;
+    # s2 += s3; ...; x = s0 += s1), one-cycle additions that overlap with the bit reading (stages = 0
+    # for LPC, which is restored afterwards). Returns (status, bit position).
     total_bits = buf.size * 8
     if bp + 6 > total_bits:
         return _E_TRUNCATED, bp
@@ -1044,13 +1385,17 @@ def _residual_body(buf, bp, dst, block, count, order, stages):  # pragma: no cov
     parameter_bits = 5 if method == 1 else 4
     escape_code = 31 if method == 1 else 15
     size = block >> partition_order
-    acc, avail, pos = _prime(buf, bp)
+    # The register at bp: 56 bits from its byte, then the bits before bp shifted out.
+    skip = bp & 7
+    acc, avail, ptr = _refill(buf, 0, 0, bp >> 3)
+    acc <<= skip
+    avail -= skip
     i = order
     # Running sums: s0 = x, s1 = its first difference, ... at the last warm-up sample.
-    x1 = dst[order - 1] if order >= 1 else 0
-    x2 = dst[order - 2] if order >= 2 else 0
-    x3 = dst[order - 3] if order >= 3 else 0
-    x4 = dst[order - 4] if order >= 4 else 0
+    x1 = np.int64(dst[order - 1]) if order >= 1 else 0
+    x2 = np.int64(dst[order - 2]) if order >= 2 else 0
+    x3 = np.int64(dst[order - 3]) if order >= 3 else 0
+    x4 = np.int64(dst[order - 4]) if order >= 4 else 0
     s0 = x1
     s1 = x1 - x2
     s2 = x1 - 2 * x2 + x3
@@ -1059,54 +1404,57 @@ def _residual_body(buf, bp, dst, block, count, order, stages):  # pragma: no cov
         if i >= count:
             break
         end = min((j + 1) * size, count)
-        if avail < 32:
-            acc |= _load_be32(buf, pos) << (32 - avail)
-            pos += 4
-            avail += 32
-        k = (acc >> (64 - parameter_bits)) & ((1 << parameter_bits) - 1)
+        acc, avail, ptr = _refill(buf, acc, avail, ptr)
+        k = _lshr(acc, 64 - parameter_bits)
         acc <<= parameter_bits
         avail -= parameter_bits
         if k == escape_code:  # raw signed values of `raw` (0..31) bits
-            if avail < 32:
-                acc |= _load_be32(buf, pos) << (32 - avail)
-                pos += 4
-                avail += 32
-            raw = (acc >> 59) & 31
+            raw = _lshr(acc, 59)
             acc <<= 5
             avail -= 5
             while i < end:
                 v = 0
                 if raw > 0:
                     if avail < 32:
-                        acc |= _load_be32(buf, pos) << (32 - avail)
-                        pos += 4
-                        avail += 32
-                    v = (acc >> (64 - raw)) & ((1 << raw) - 1)
+                        acc, avail, ptr = _refill(buf, acc, avail, ptr)
+                    v = _lshr(acc, 64 - raw)
                     if (v >> (raw - 1)) & 1:
                         v -= 1 << raw
                     acc <<= raw
                     avail -= raw
-                if stages >= 4:
-                    s3 += v
-                    v = s3
-                if stages >= 3:
-                    s2 += v
-                    v = s2
-                if stages >= 2:
-                    s1 += v
-                    v = s1
-                if stages >= 1:
-                    s0 += v
-                    v = s0
+                v, s0, s1, s2, s3 = _integrate(v, s0, s1, s2, s3, stages)
                 dst[np.uint64(i)] = v
                 i += 1
-            ok = True
         else:
-            ok, i, acc, avail, pos, s0, s1, s2, s3 = _rice_run(buf, dst, i, end, k, acc, avail, pos, s0, s1, s2, s3,
-                                                               stages)
-        if not ok or pos * 8 - avail > total_bits:
+            while k > 0 and dst.itemsize == 4:
+                i, clean, acc, avail, ptr, s0, s1, s2, s3 = _rice_run(buf, dst, i, end, k, acc, avail, ptr, s0, s1, s2,
+                                                                      s3, stages)
+                if not clean:  # rebuild the register and the sums (see _rice_groups)
+                    bits = ptr * 8 - avail
+                    acc, avail, ptr = _refill(buf, 0, 0, bits >> 3)
+                    acc <<= bits & 7
+                    avail -= bits & 7
+                    s0, s1, s2, s3 = _sums_at(dst, i, stages)
+                if i >= end:
+                    break
+                ok, zeros, low, acc, avail, ptr = _rice_slow(buf, k, acc, avail, ptr)
+                if not ok:
+                    return _E_TRUNCATED, total_bits + 1
+                folded = (zeros << k) | low
+                v, s0, s1, s2, s3 = _integrate((folded >> 1) ^ -(folded & 1), s0, s1, s2, s3, stages)
+                dst[np.uint64(i)] = v
+                i += 1
+            while i < end:  # k = 0 (the codes are unary), or 64-bit samples
+                ok, zeros, low, acc, avail, ptr = _rice_slow(buf, k, acc, avail, ptr)
+                if not ok:
+                    return _E_TRUNCATED, total_bits + 1
+                folded = (zeros << k) | low
+                v, s0, s1, s2, s3 = _integrate((folded >> 1) ^ -(folded & 1), s0, s1, s2, s3, stages)
+                dst[np.uint64(i)] = v
+                i += 1
+        if ptr * 8 - avail > total_bits:
             return _E_TRUNCATED, total_bits + 1
-    return _OK, pos * 8 - avail
+    return _OK, ptr * 8 - avail
 
 
 # One compiled copy of the residual decoder per FIXED order (0 = none, as for LPC), each with a literal
@@ -1493,7 +1841,8 @@ def _decode_frames(buf, meta, p, sample, want_start, want_end, out, allow_skip, 
 @numba.njit(cache=True, nogil=True)
 def _decode_all_kernel(buf, info, template):  # pragma: no cover - compiled
     # template: an empty array whose dtype the subframes decode into (see _decode_frames); with an int32
-    # one and a 32-bit stream, returns status _E_WIDE at once (the caller retries with int64).
+    # one and a 32-bit stream, returns status _E_WIDE at once (the caller retries with int64). Returns
+    # (samples, meta).
     meta = np.zeros(12, np.int64)
     status = _parse_metadata(buf, meta)
     if status == _OK and meta[3] == 32 and template.itemsize == 4:
@@ -1565,26 +1914,9 @@ def _int_to_float(out, bits):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_range_kernel(buf, start, frames, info, as_float, template):  # pragma: no cover - compiled
-    # With as_float, the int32 result is turned into float32 x / 2^(bits-1) in place (same size).
-    # template: as in _decode_all_kernel.
-    meta = np.zeros(12, np.int64)
-    status = _parse_metadata(buf, meta)
-    if status == _OK and meta[3] == 32 and template.itemsize == 4:
-        status = _E_WIDE
-    if status != _OK:
-        info[0] = status
-        info[1] = meta[11]
-        return np.empty((0, 0), np.int32)
-    channels = meta[2]
-    total = meta[4]
-    if total > 0 and start + frames > total:
-        info[0] = _E_BEYOND
-        info[4] = total
-        return np.empty((0, 0), np.int32)
-    out = np.empty((channels, frames), np.int32)
-    if frames == 0:
-        return out
+def _decode_range_kernel(buf, meta, start, frames, out, info, template):  # pragma: no cover - compiled
+    # Frames [start, start + frames) into out, int32 (channels, frames), given the parsed metadata;
+    # template: as in _decode_all_kernel. Returns a status (info describes errors).
     first = meta[0]
     p = first
     sample = 0
@@ -1613,15 +1945,74 @@ def _decode_range_kernel(buf, start, frames, info, as_float, template):  # pragm
                     p = q
                     sample = point_sample
     status, p, sample = _decode_frames(buf, meta, p, sample, start, start + frames, out, True, info, template)
-    if status == _OK and as_float:
-        _int_to_float(out, meta[3])
     if status == _E_SHORT:
-        if total == 0:  # the stream did not say how long it is: the range is past its end
-            info[0] = _E_BEYOND
+        if meta[4] == 0:  # the stream did not say how long it is: the range is past its end
+            info[0] = status = _E_BEYOND
             info[4] = sample
         else:
-            info[4] = total
-    return out
+            info[4] = meta[4]
+    return status
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _range_entry(data, start, frames, as_float, template):  # pragma: no cover - compiled
+    # The one compiled call behind decode_flac_range: `data` is bytes (read in place, no conversion
+    # in Python) or a read-only uint8 array; `as_float` and `template` are literals (one entry point
+    # each, so each returns one array type). Returns (samples, status, byte offset, sample, FLAC frame,
+    # detail): plain values, cheaper to return than an array to fill.
+    buf = np.frombuffer(data, np.uint8)
+    info = np.zeros(_INFO_FIELDS, np.int64)
+    meta = np.zeros(12, np.int64)
+    status = _parse_metadata(buf, meta)
+    if status == _OK and meta[3] == 32 and template.itemsize == 4:
+        status = _E_WIDE
+    if status != _OK:
+        info[0] = status
+        info[1] = meta[11]
+    elif meta[4] > 0 and start + frames > meta[4]:
+        info[0] = status = _E_BEYOND
+        info[4] = meta[4]
+    shape = (meta[2], frames) if status == _OK else (0, 0)
+    if as_float:
+        result = np.empty(shape, np.float32)
+        out = result.view(np.int32)
+    else:
+        out = np.empty(shape, np.int32)
+        result = out
+    if status == _OK and frames > 0:
+        status = _decode_range_kernel(buf, meta, start, frames, out, info, template)
+        if as_float and status == _OK:
+            _int_to_float(out, meta[3])
+    return result, info[0], info[1], info[2], info[3], info[4]
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_int32(data, start, frames):  # pragma: no cover - compiled
+    return _range_entry(data, start, frames, False, _NARROW)
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_float32(data, start, frames):  # pragma: no cover - compiled
+    return _range_entry(data, start, frames, True, _NARROW)
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_int32_wide(data, start, frames):  # pragma: no cover - compiled
+    return _range_entry(data, start, frames, False, _WIDE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_float32_wide(data, start, frames):  # pragma: no cover - compiled
+    return _range_entry(data, start, frames, True, _WIDE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_entry(data, template):  # pragma: no cover - compiled
+    # The one compiled call behind decode_flac (data as in _range_entry). Returns (samples, sample rate,
+    # bits per sample, status, byte offset, sample, FLAC frame, detail).
+    info = np.zeros(_INFO_FIELDS, np.int64)
+    out, meta = _decode_all_kernel(np.frombuffer(data, np.uint8), info, template)
+    return out, meta[1], meta[3], info[0], info[1], info[2], info[3], info[4]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1668,8 +2059,8 @@ def _as_buffer(data) -> np.ndarray:
     return view
 
 
-def _raise(info: np.ndarray) -> None:
-    """Raise the ValueError that a kernel's status array (see _INFO_FIELDS) describes, if any."""
+def _raise(info) -> None:
+    """Raise the ValueError that a kernel's status fields (see _INFO_FIELDS) describe, if any."""
     status, offset, sample, frame, detail = (int(v) for v in info[:5])
     if status == _OK:
         return
@@ -1734,14 +2125,17 @@ def decode_flac(data: bytes | bytearray | memoryview | np.ndarray) -> tuple[np.n
     checked; corruption, truncation, frames missing or out of order, or bytes after the last frame raise
     ``ValueError`` naming the FLAC frame and byte offset.
     """
-    buf = _as_buffer(data)
-    info = np.zeros(_INFO_FIELDS, np.int64)
-    out, meta = _decode_all_kernel(buf, info, _NARROW)
+    buf = data if type(data) is bytes else _as_buffer(data)
+    out, rate, bits, *info = _all_entry(buf, _NARROW)
     if info[0] == _E_WIDE:  # 32-bit samples: the int64 variant (compiled on first use)
-        info[:] = 0
-        out, meta = _decode_all_kernel(buf, info, _WIDE)
+        out, rate, bits, *info = _all_entry(buf, _WIDE)
     _raise(info)
-    return out, int(meta[1]), int(meta[3])
+    return out, int(rate), int(bits)
+
+
+#: decode_flac_range's compiled entry points by (float32 output, 32-bit samples).
+_RANGE_ENTRIES = {(False, False): _range_int32, (True, False): _range_float32,
+                  (False, True): _range_int32_wide, (True, True): _range_float32_wide}
 
 
 def decode_flac_range(data: bytes | bytearray | memoryview | np.ndarray, start_frame: int, frames: int,
@@ -1757,23 +2151,30 @@ def decode_flac_range(data: bytes | bytearray | memoryview | np.ndarray, start_f
     the last FLAC frame is decoded only up to the range's end (its CRC-16 still covers all of it).
     Streams without a seek table are scanned from the first frame the same way. Raises ``ValueError`` if
     the range is past the end of the stream or on any corruption met on the way.
+
+    One compiled call does all the work (bytes are read in place, the metadata parsed inside): the
+    Python side costs about 1 us.
     """
     start_frame, frames = int(start_frame), int(frames)
     if start_frame < 0 or frames < 0:
         raise ValueError(f"start_frame and frames must be >= 0, got {start_frame} and {frames}")
-    as_float = np.dtype(dtype)
-    if as_float not in (np.dtype(np.int32), np.dtype(np.float32)):
-        raise ValueError(f"dtype must be np.int32 or np.float32, got {dtype}")
-    buf = _as_buffer(data)
-    info = np.zeros(_INFO_FIELDS, np.int64)
-    out = _decode_range_kernel(buf, start_frame, frames, info, as_float == np.float32, _NARROW)
+    if dtype is np.float32 or dtype is np.int32:
+        as_float = dtype is np.float32
+    else:
+        kind = np.dtype(dtype)
+        if kind not in (np.dtype(np.int32), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be np.int32 or np.float32, got {dtype}")
+        as_float = kind == np.float32
+    buf = data if type(data) is bytes else _as_buffer(data)
+    out, *info = _RANGE_ENTRIES[as_float, False](buf, start_frame, frames)
     if info[0] == _E_WIDE:  # 32-bit samples: the int64 variant (compiled on first use)
-        info[:] = 0
-        out = _decode_range_kernel(buf, start_frame, frames, info, as_float == np.float32, _WIDE)
-    if info[0] == _E_BEYOND:
-        raise ValueError(f"frames [{start_frame}, {start_frame + frames}) end past the stream's {info[4]} frames")
-    _raise(info)
-    return out.view(np.float32) if as_float == np.float32 else out
+        out, *info = _RANGE_ENTRIES[as_float, True](buf, start_frame, frames)
+    if info[0] != _OK:
+        if info[0] == _E_BEYOND:
+            raise ValueError(f"frames [{start_frame}, {start_frame + frames}) end past the stream's {info[4]} "
+                             "frames")
+        _raise(info)
+    return out
 
 
 def to_float32(samples: np.ndarray, bits_per_sample: int) -> np.ndarray:
