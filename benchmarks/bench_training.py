@@ -7,7 +7,8 @@
    processes), against the straightforward
    alternative in the same run: the same pairs written as WAV files and a map-style torch Dataset that
    reads both files of an example with soundfile and crops 2 s at random. Both loaders keep their
-   workers across epochs (persistent workers), so that steady-state reading is measured, not start-up.
+   workers across epochs (persistent workers), so that steady-state reading is measured, not start-up;
+   three rounds alternate the loaders, and the median of each is reported.
 2. Models: per model and size, the time of one training step (forward + backward + Adam on 2-s
    crops: batch 16 for the paper sizes, 4 for the original ones, whose biggest member is a 243 M
    parameter Demucs) and inference x real time on 10-s inputs, on the CPU (and the GPU when present).
@@ -17,7 +18,9 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import io
+import os
 import sys
 import tempfile
 import time
@@ -38,6 +41,7 @@ from training.threaded_loader import ThreadedLoader  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
 CROP = 32000  # 2 s at 16 kHz
+_ROUNDS = 3  # loader timings per loader and worker count (the median is reported)
 
 
 class WavPairs(torch.utils.data.Dataset):
@@ -60,6 +64,7 @@ class WavPairs(torch.utils.data.Dataset):
 
 def examples_per_second(loader, epochs: int = 12) -> float:
     """Examples per second over ``epochs`` passes, after one untimed pass that starts the workers."""
+    gc.collect()  # the previous loaders' workers (processes, threads) shut down before this one is timed
     for _ in loader:
         pass
     count, started = 0, time.perf_counter()
@@ -76,17 +81,29 @@ def bench_loader(corpus: Path, wav_folder: Path) -> list[str]:
                 if extension != "json":
                     audio, rate = sf.read(io.BytesIO(data), dtype="float32")
                     sf.write(wav_folder / f"{member.key}.{extension.split('.')[0]}.wav", audio, rate, subtype="FLOAT")
+    os.sync()  # the WAV files just written: their writeback would otherwise run during the timings
+    loaders = {
+        "threads": lambda workers: ThreadedLoader(PairStream(corpus, "train", 2.0), 16, workers),
+        "processes": lambda workers: make_loader(PairStream(corpus, "train", 2.0), 16, workers,
+                                                 persistent_workers=True),
+        "theirs": lambda workers: torch.utils.data.DataLoader(WavPairs(wav_folder), batch_size=16, shuffle=True,
+                                                              num_workers=workers, drop_last=True,
+                                                              persistent_workers=True),
+    }
     lines = []
     for workers in (1, 2):
-        threads = examples_per_second(ThreadedLoader(PairStream(corpus, "train", 2.0), 16, workers))
-        processes = examples_per_second(make_loader(PairStream(corpus, "train", 2.0), 16, workers,
-                                                    persistent_workers=True))
-        theirs = examples_per_second(torch.utils.data.DataLoader(WavPairs(wav_folder), batch_size=16, shuffle=True,
-                                                                 num_workers=workers, drop_last=True,
-                                                                 persistent_workers=True))
+        # Rounds that alternate the loaders, and the median per loader: a background hiccup then moves one
+        # round, not the ratio.
+        rates = {name: [] for name in loaders}
+        for _ in range(_ROUNDS):
+            for name, make in loaders.items():
+                rates[name].append(examples_per_second(make(workers)))
+        threads, processes, theirs = (float(np.median(rates[name])) for name in loaders)
         lines.append(f"loader, {workers} worker{'s' if workers > 1 else ' '}: PairStream {threads:6.0f} ex/s in "
                      f"threads ({processes:6.0f} in DataLoader processes), per-file WAV Dataset {theirs:6.0f} ex/s: "
-                     f"{threads / theirs:.1f}x ({processes / theirs:.1f}x)")
+                     f"{threads / theirs:.1f}x ({processes / theirs:.1f}x); threads per round "
+                     f"{', '.join(f'{r:.0f}' for r in rates['threads'])}, theirs "
+                     f"{', '.join(f'{r:.0f}' for r in rates['theirs'])}")
     return lines
 
 

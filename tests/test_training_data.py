@@ -235,3 +235,39 @@ def test_flac_member_crops_equal_the_whole_member_and_check_their_frames(hardcli
         np.testing.assert_array_equal(audio.read(0, 4000), whole[:, :4000])
         with pytest.raises(ManifestError, match="the member"):
             audio.read(audio.frames - 100, 100)
+
+
+def test_threaded_loader_reads_ahead_yet_yields_what_fresh_readers_yield(hardclip_set):
+    import gc
+    import threading
+
+    from training.threaded_loader import ThreadedLoader
+
+    def batches(loader):
+        return [(b["key"], b["input"]) for b in loader]
+
+    def fresh(epoch):
+        stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=6)
+        stream.set_epoch(epoch)
+        return batches(ThreadedLoader(stream, 3, threads=2))
+
+    def same(a, b):
+        return [k for k, _ in a] == [k for k, _ in b] and all(torch.equal(x, y)
+                                                             for (_, x), (_, y) in zip(a, b, strict=True))
+
+    before = threading.active_count()
+    stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=6)
+    loader = ThreadedLoader(stream, 3, threads=2)
+    passes = [batches(loader) for _ in range(3)]  # epochs 0, 1, 2: 1 and 2 were read ahead
+    assert threading.active_count() == before + 2  # the readers went on with epoch 3
+    assert all(same(got, fresh(epoch)) for epoch, got in enumerate(passes))
+    assert not same(passes[0], passes[1])
+    stream.set_epoch(7)  # not the epoch read ahead: the readers restart there
+    assert same(batches(loader), fresh(7))
+    for _ in loader:  # a pass cut short stops the readers; the next pass starts over
+        break
+    assert threading.active_count() == before
+    assert same(batches(loader), fresh(9))
+    del loader
+    gc.collect()
+    assert threading.active_count() == before  # dropping the loader stops its readers
