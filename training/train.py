@@ -211,6 +211,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device
             writer.flush()
         log(f"epoch {epoch}: train loss {train_loss:.3f}, valid SI-SDR {score:.2f} dB (best {best:.2f} dB at "
             f"epoch {best_epoch}), {seconds:.1f} s")
+    if isinstance(loader, ThreadedLoader):
+        loader.close()  # its readers went on with the epoch after the last
     if writer:
         writer.close()
     summary = {"epochs": config.epochs, "best_valid_si_sdr_db": best, "best_epoch": best_epoch,
