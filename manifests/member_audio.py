@@ -40,6 +40,10 @@ class MemberAudio:
         """(channels, frames) float32 from frame ``start``; ManifestError if the member is shorter."""
         raise NotImplementedError
 
+    def _check_range(self, start: int, frames: int) -> None:
+        if start < 0 or frames < 0 or start + frames > self.frames:
+            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+
 
 class ArrayAudio(MemberAudio):
     """An in-memory (channels, frames) float32 array behind the same interface (tests, decoded members)."""
@@ -50,8 +54,7 @@ class ArrayAudio(MemberAudio):
         self.where = where
 
     def read(self, start: int, frames: int) -> np.ndarray:
-        if start < 0 or start + frames > self.frames:
-            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+        self._check_range(start, frames)
         return np.ascontiguousarray(self._audio[:, start:start + frames])
 
 
@@ -61,8 +64,7 @@ class _FloatWavAudio(MemberAudio):
         self.channels, self.frames, self.where = channels, frames, where
 
     def read(self, start: int, frames: int) -> np.ndarray:
-        if start < 0 or start + frames > self.frames:
-            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+        self._check_range(start, frames)
         samples = np.empty((frames, self.channels), dtype="<f4")  # read into: writable, no extra copy
         got = os.preadv(self._fd, [samples], self._data_offset + start * self.channels * 4)
         if got != samples.nbytes:
@@ -79,8 +81,7 @@ class _FlacAudio(MemberAudio):
         self.channels, self.frames = spans.info.channels, spans.info.total_frames
 
     def read(self, start: int, frames: int) -> np.ndarray:
-        if start < 0 or frames < 0 or start + frames > self.frames:
-            raise ManifestError(f"{self.where}: frames {start}..{start + frames} outside the member's {self.frames}")
+        self._check_range(start, frames)
         begin, end, header = self._spans.span(start, frames)
         span = os.pread(self._fd, end - begin, self._offset + begin)
         if len(span) != end - begin:

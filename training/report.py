@@ -166,7 +166,7 @@ def _boxplots(results: list[Result], path: Path) -> Path:
         axis.grid(axis="y", alpha=0.3)
     if has_fad:
         axis = axes[0][len(metrics)]
-        with_fad = next((r for r in results if "fad" in r.summary), None)
+        with_fad = _fad_input_source(results)
         points = [("input", with_fad.summary["fad"]["input"])] if with_fad else []
         points += [(r.method, r.summary["fad"]["output"]) for r in _methods(results) if "fad" in r.summary]
         axis.bar(range(len(points)), [v for _, v in points], color=["0.85"] + ["C0"] * (len(points) - 1))
@@ -265,7 +265,7 @@ def _markdown(results: list[Result], path: Path, figures: list[str]) -> Path:
             cells.append(f"{np.median(values):.2f} [{np.percentile(values, 25):.2f}, {np.percentile(values, 75):.2f}]"
                          if values.size else "–")
         if _has_fad(results):
-            source = next((r for r in results if "fad" in r.summary), result) if prefix == "input" else result
+            source = (_fad_input_source(results) or result) if prefix == "input" else result
             fad = source.summary.get("fad", {}).get(prefix)
             cells.append(f"{fad:.3f}" if fad is not None else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -289,6 +289,11 @@ def _markdown(results: list[Result], path: Path, figures: list[str]) -> Path:
 def _input_source(results: list[Result], column: str) -> Result:
     """The first result that scored the input with this metric (all score the same inputs)."""
     return next((r for r in results if r.values(f"input_{column}").size), results[0])
+
+
+def _fad_input_source(results: list[Result]) -> Result | None:
+    """The first result with FAD scores (whose input FAD is every result's: they score the same inputs)."""
+    return next((r for r in results if "fad" in r.summary), None)
 
 
 def _methods(results: list[Result]) -> list[Result]:
