@@ -37,3 +37,16 @@ def timed(function: Callable[[], object], repeats: int, warm_up: bool = True) ->
         result = function()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
+
+
+def alternating(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall seconds of each function, the functions taking turns run by run (after one untimed round)."""
+    for function in functions.values():
+        function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -76,6 +76,7 @@ def library_versions() -> dict[str, str]:
     import soundfile
     import soxr
 
+    from effects.overdrive import KERNEL_VERSION
     from manifests.flac import ENCODER_VERSION
 
     try:
@@ -84,8 +85,9 @@ def library_versions() -> dict[str, str]:
         toolkit = version("dedistort")
     except Exception:  # pragma: no cover - running from a source tree without metadata
         toolkit = "unknown"
-    return {"dedistort": toolkit, "flac_encoder": ENCODER_VERSION, "numpy": numpy.__version__,
-            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__,
+    return {"dedistort": toolkit, "flac_encoder": ENCODER_VERSION, "overdrive_kernel": KERNEL_VERSION,
+            "numpy": numpy.__version__, "soundfile": soundfile.__version__,
+            "libsndfile": soundfile.__libsndfile_version__,
             "soxr": soxr.__version__, "pyarrow": pyarrow.__version__, "python": platform.python_version()}
 
 

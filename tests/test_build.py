@@ -223,6 +223,25 @@ def test_cli_build_verify_stats_inspect_and_rebuild(corpus, tmp_path, capsys):
     assert shard.name in capsys.readouterr().out
 
 
+def test_rebuild_comparison_names_a_changed_overdrive_kernel(tmp_path):
+    from datagen.rebuild import compare_with_card
+
+    def card(kernel, shard_sha, pcm_sha="p"):
+        versions = {"flac_encoder": "1"} | ({"overdrive_kernel": kernel} if kernel else {})
+        return {"config_hash": "c", "versions": versions, "splits": {"train": {"examples": 4}},
+                "shards": {"train/a.tar": {"sha256": shard_sha, "pcm_sha256": pcm_sha}}}
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(card("2", "new-bytes", "new-pcm")))
+    for published, explained in ((card(None, "old-bytes"), True), (card("2", "old-bytes"), False)):
+        (tmp_path / "old.json").write_text(json.dumps(published))
+        problems = compare_with_card(tmp_path / "old.json", tmp_path / "out")
+        assert "train/a.tar: sha256 new-bytes differs" in problems[0]
+        assert any("overdrive kernel differs (version 1 published, 2 rebuilt)" in p for p in problems) == explained
+    (tmp_path / "old.json").write_text(json.dumps(card("1", "new-bytes", "new-pcm")))
+    assert compare_with_card(tmp_path / "old.json", tmp_path / "out") == []  # same bytes: nothing to explain
+
+
 def test_cli_rejects_bad_parameters(corpus, tmp_path, capsys):
     assert datagen_main(["build", "--source", str(corpus), "--out", str(tmp_path / "o"), "--gains", "20:500:3"]) == 2
     assert "gain_db must be in" in capsys.readouterr().err

@@ -5,12 +5,14 @@ from effects import Overdrive, overdrive
 
 
 def _reference(x: np.ndarray, gain_db: float, colour: float) -> np.ndarray:
-    """A direct transcription of Eq. 6 with SoX's offset, state and clamp, one sample at a time."""
+    """A direct transcription of Eq. 6 with SoX's input grid, offset, state and clamp, one sample at a time."""
     gain, offset = 10 ** (gain_db / 20), colour / 200
     out = np.empty_like(x, dtype=np.float64)
     for c, channel in enumerate(np.atleast_2d(x)):
         last_in = last_out = 0.0
-        for n, dry in enumerate(channel.astype(np.float64)):
+        # SoX's 32-bit integer samples: truncated towards zero, clamped to [-2^31, 2^31 - 1].
+        grid = np.clip(np.trunc(channel.astype(np.float64) * 2.0**31), -2.0**31, 2.0**31 - 1) / 2.0**31
+        for n, dry in enumerate(grid):
             m = dry * gain + offset
             shaped = -2 / 3 if m < -1 else 2 / 3 if m > 1 else m - m**3 / 3
             last_out = shaped - last_in + 0.995 * last_out
@@ -34,6 +36,14 @@ def test_hand_computed_first_samples():
 def test_matches_transcription(guitar, gain_db, colour):
     x = guitar[:, :4000]
     np.testing.assert_allclose(overdrive(x, gain_db, colour), _reference(x, gain_db, colour), atol=1e-6)
+
+
+@pytest.mark.parametrize("gain_db,colour", [(5, 0), (30, 20), (100, 100)])
+def test_float64_input_is_exact(guitar, gain_db, colour):
+    # float64 audio takes the kernel's float64 shaper: only the order of rounding differs from Eq. 6.
+    x = np.concatenate([guitar[:, :3000], np.ones((1, 5)), -np.ones((1, 5)), guitar[:, 3000:4000] * 1e-3],
+                       axis=1).astype(np.float64)
+    np.testing.assert_allclose(overdrive(x, gain_db, colour), _reference(x, gain_db, colour), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("gain_db", [1, 10, 20, 30, 40, 50, 65, 80, 100])
