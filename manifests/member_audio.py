@@ -110,7 +110,7 @@ def _flac_spans(fd: int, offset: int, size: int) -> FlacSpans | None:
 
 
 class _SoundfileAudio(MemberAudio):
-    """Any format libsndfile reads, from the member's bytes (used for FLAC and integer WAV)."""
+    """Any format libsndfile reads, from the member's bytes (integer WAV; FLAC that does not state its length)."""
 
     def __init__(self, data: bytes, where: str) -> None:
         self.where = where
@@ -128,6 +128,22 @@ class _SoundfileAudio(MemberAudio):
         return np.ascontiguousarray(audio.T)
 
 
+def _layout(fd: int, offset: int, size: int, extension: str) -> tuple | None:
+    """Where a member's samples lie, for the formats read without libsndfile: ("wav", data offset,
+    channels, frames) for float WAV, ("flac", FlacSpans) for FLAC that states its length; else None."""
+    if extension.endswith(".wav"):
+        layout = float_wav_layout(lambda at, count: os.pread(fd, max(0, min(count, size - at)), offset + at))
+        if layout is not None:
+            data_offset, data_bytes, _, channels = layout
+            data_bytes = min(data_bytes, size - data_offset)
+            return "wav", offset + data_offset, channels, data_bytes // (4 * channels)
+    if extension.endswith(".flac"):
+        spans = _flac_spans(fd, offset, size)
+        if spans is not None:
+            return "flac", spans
+    return None
+
+
 def open_member(fd: int, offset: int, size: int, extension: str, where: str,
                 layouts: dict | None = None) -> MemberAudio:
     """A reader for the member at byte ``offset`` (``size`` bytes) of the open shard ``fd``.
@@ -138,25 +154,13 @@ def open_member(fd: int, offset: int, size: int, extension: str, where: str,
     a member that cannot be decoded or is truncated.
     """
     known = layouts.get(offset) if layouts is not None else None
-    if known is not None and known[0] == "wav":
-        return _FloatWavAudio(fd, *known[1:], where)
-    if known is None and extension.endswith(".wav"):
-        layout = float_wav_layout(lambda at, count: os.pread(fd, max(0, min(count, size - at)), offset + at))
-        if layout is not None:
-            data_offset, data_bytes, _, channels = layout
-            data_bytes = min(data_bytes, size - data_offset)
-            known = ("wav", offset + data_offset, channels, data_bytes // (4 * channels))
-            if layouts is not None:
-                layouts[offset] = known
-            return _FloatWavAudio(fd, *known[1:], where)
-    if known is not None and known[0] == "flac":
-        return _FlacAudio(fd, offset, known[1], where)
-    if known is None and extension.endswith(".flac"):
-        spans = _flac_spans(fd, offset, size)
-        if spans is not None:
-            if layouts is not None:
-                layouts[offset] = ("flac", spans)
-            return _FlacAudio(fd, offset, spans, where)
+    if known is None:
+        known = _layout(fd, offset, size, extension)
+        if known is not None and layouts is not None:
+            layouts[offset] = known
+    if known is not None:
+        kind, *details = known
+        return _FloatWavAudio(fd, *details, where) if kind == "wav" else _FlacAudio(fd, offset, *details, where)
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise ManifestError(f"{where}: truncated member ({len(data)} of {size} bytes)")
