@@ -10,8 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import settings
 
 from datagen.demo import demo_guitar
+
+# No test may depend on the machine's speed: hypothesis's default 200-ms deadline fails a test whose first
+# example compiles numba kernels (tens of seconds on a loaded machine). Loaded here, before any test module is
+# imported, so every @settings(...) that does not name a deadline inherits None.
+settings.register_profile("dedistort", deadline=None)
+settings.load_profile("dedistort")
 
 
 @pytest.fixture(scope="session")
