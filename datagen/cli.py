@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import soundfile as sf
 
 from effects import effect_names, get_effect
+from manifests.storage import as_path
 
 from .apply import apply_file
 from .audio_io import AudioFileError, atomic_output
@@ -144,10 +147,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.from_card and args.source is None:
         raise ValueError("--from rebuilds from your own copy of the sources: give --source DIR too")
     config = config_from_args(args)
-    out = Path(args.out or f"out/{config.name}")
+    out = as_path(args.out or f"out/{config.name}")  # a folder, or an object-store URL (manifests.storage)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers} (omit it to use all "
+                         f"{default_workers()} cores)")
     workers = args.workers or default_workers()
     report = build(config, out, workers=workers, dask=args.dask, overwrite=args.overwrite, strict=args.strict,
-                   progress=not args.quiet)
+                   progress=not args.quiet, allow_large=args.allow_large)
     if args.split_file and not Path(args.split_file).exists():
         from manifests import read_json
 
@@ -249,7 +255,11 @@ def _add_build(commands) -> None:
     output.add_argument("--codec", choices=sorted(CODECS), help="audio format in the shards (default flac24)")
     output.add_argument("--shard-size", help="maximum shard size in bytes, e.g. 256M (default 256M)")
     output.add_argument("--shard-examples", type=int, help="maximum examples per shard (default: no cap)")
-    output.add_argument("--overwrite", action="store_true", help="replace an earlier build with another config")
+    output.add_argument("--overwrite", action="store_true", help="replace an earlier build with another config: "
+                        "the new build is written beside it and replaces it once complete; only files the earlier "
+                        "build's records list are deleted (a folder holding anything else is refused)")
+    output.add_argument("--allow-large", action="store_true", help="build plans of more than 10 million examples, "
+                        "1000 variants per segment or 1000x the sources' size (refused as likely mistakes)")
     output.add_argument("--from", dest="from_card", metavar="DATASET_JSON",
                         help="rebuild a published release from its dataset.json and check its checksums")
     run = build_parser.add_argument_group("execution")
@@ -301,13 +311,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the build unwinds (workers stopped, temporary files removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    with_handler = threading.current_thread() is threading.main_thread()
+    if with_handler:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    hint = "; finished shards are kept: rerun the same command to resume" if args.command == "build" else ""
     try:
         return args.run(args)
     except (AudioFileError, BuildError, ValueError, TypeError, RuntimeError) as error:
         print(f"datagen {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"datagen {args.command}: error: {error.filename or ''}{': ' if error.filename else ''}"
+              f"{error.strerror or error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"datagen {args.command}: interrupted (SIGINT){hint}", file=sys.stderr)
+        return 130
+    except Terminated as stop:
+        print(f"datagen {args.command}: stopped ({signal.Signals(stop.signum).name}){hint}", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        if with_handler:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

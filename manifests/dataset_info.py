@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .keys import ManifestError
+from .storage import read_bytes
 
 __all__ = ["DATASET_JSON", "atomic_path", "atomic_writer", "atomic_write_bytes", "config_hash", "read_json",
            "write_json"]
@@ -107,8 +108,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> dict:
     """Read a JSON object from ``path``; a missing file, invalid JSON or a non-object is a ManifestError."""
     try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
+        data = json.loads(read_bytes(path).decode("utf-8"))  # a local file or an object-store URL
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

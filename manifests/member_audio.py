@@ -9,7 +9,6 @@ decoded by :mod:`manifests.flac`. Other formats go through libsndfile, from the 
 from __future__ import annotations
 
 import io
-import os
 import struct
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ import soundfile as sf
 
 from .flac import FlacSpans, decode_flac_range, read_flac_header
 from .keys import ManifestError
+from .storage import pread, preadv  # a shard is a local fd or a remote object's RangeReader
 
 _WAVE_FORMAT_IEEE_FLOAT = 3
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
@@ -66,7 +66,7 @@ class _FloatWavAudio(MemberAudio):
     def read(self, start: int, frames: int) -> np.ndarray:
         self._check_range(start, frames)
         samples = np.empty((frames, self.channels), dtype="<f4")  # read into: writable, no extra copy
-        got = os.preadv(self._fd, [samples], self._data_offset + start * self.channels * 4)
+        got = preadv(self._fd, [samples], self._data_offset + start * self.channels * 4)
         if got != samples.nbytes:
             raise ManifestError(f"{self.where}: truncated audio ({got} of {samples.nbytes} bytes at frame {start})")
         return np.ascontiguousarray(samples.T)
@@ -83,7 +83,7 @@ class _FlacAudio(MemberAudio):
     def read(self, start: int, frames: int) -> np.ndarray:
         self._check_range(start, frames)
         begin, end, header = self._spans.span(start, frames)
-        span = os.pread(self._fd, end - begin, self._offset + begin)
+        span = pread(self._fd, end - begin, self._offset + begin)
         if len(span) != end - begin:
             raise ManifestError(f"{self.where}: truncated member ({begin + len(span)} of {self._spans.stream_bytes} "
                                 "bytes)")
@@ -96,14 +96,14 @@ class _FlacAudio(MemberAudio):
 def _flac_spans(fd: int, offset: int, size: int) -> FlacSpans | None:
     """The member's FLAC metadata, read from its first bytes; None if it is not FLAC or does not state
     its length (libsndfile then reads it whole, counting)."""
-    head = os.pread(fd, min(size, _HEADER_GUESS_BYTES), offset)
+    head = pread(fd, min(size, _HEADER_GUESS_BYTES), offset)
     if head[:4] != b"fLaC":
         return None
     try:
         info = read_flac_header(head)
     except ValueError:  # metadata longer than the guess (a big seek table), or broken: read it all
         try:
-            info = read_flac_header(os.pread(fd, size, offset))
+            info = read_flac_header(pread(fd, size, offset))
         except ValueError:
             return None  # libsndfile names the problem
     return FlacSpans(info, size) if info.total_frames else None
@@ -132,7 +132,7 @@ def _layout(fd: int, offset: int, size: int, extension: str) -> tuple | None:
     """Where a member's samples lie, for the formats read without libsndfile: ("wav", data offset,
     channels, frames) for float WAV, ("flac", FlacSpans) for FLAC that states its length; else None."""
     if extension.endswith(".wav"):
-        layout = float_wav_layout(lambda at, count: os.pread(fd, max(0, min(count, size - at)), offset + at))
+        layout = float_wav_layout(lambda at, count: pread(fd, max(0, min(count, size - at)), offset + at))
         if layout is not None:
             data_offset, data_bytes, _, channels = layout
             data_bytes = min(data_bytes, size - data_offset)
@@ -161,7 +161,7 @@ def open_member(fd: int, offset: int, size: int, extension: str, where: str,
     if known is not None:
         kind, *details = known
         return _FloatWavAudio(fd, *details, where) if kind == "wav" else _FlacAudio(fd, offset, *details, where)
-    data = os.pread(fd, size, offset)
+    data = pread(fd, size, offset)
     if len(data) != size:
         raise ManifestError(f"{where}: truncated member ({len(data)} of {size} bytes)")
     return _SoundfileAudio(data, where)

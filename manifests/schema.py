@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from .dataset_info import atomic_write_bytes
 from .keys import ManifestError, validate_key
 from .shards import SPLITS
+from .storage import as_path
 
 __all__ = ["MANIFEST_SCHEMA", "manifest_path", "read_manifest", "read_manifests", "write_manifest"]
 
@@ -50,9 +51,9 @@ _COLUMNS = tuple(MANIFEST_SCHEMA.names)
 _JSON_COLUMNS = ("parameters", "extras")
 
 
-def manifest_path(out_dir: str | os.PathLike, split: str) -> Path:
+def manifest_path(out_dir: str | os.PathLike, split: str):
     """``OUT/manifest/SPLIT.parquet``."""
-    return Path(out_dir) / "manifest" / f"{split}.parquet"
+    return as_path(out_dir) / "manifest" / f"{split}.parquet"  # a Path, or a RemotePath for a URL
 
 
 def _check_row(path: Path, row: dict, index: int) -> str:
@@ -122,11 +123,12 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
     """The rows of one manifest as dicts (columns of :data:`MANIFEST_SCHEMA`), in key order."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
     try:
-        table = pq.read_table(path)
+        # A manifest on object storage is small: one request, then parsed from memory.
+        table = pq.read_table(path if isinstance(path, Path) else pa.BufferReader(path.read_bytes()))
     except (pa.ArrowException, OSError) as error:
         raise ManifestError(f"{path}: not a readable parquet file: {error}") from None
     missing = [c for c in _COLUMNS if c not in table.column_names]

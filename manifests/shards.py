@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .dataset_info import atomic_writer
 from .keys import ManifestError, validate_key
+from .storage import as_path, open_binary
 
 __all__ = ["SPLITS", "ShardInfo", "ShardMember", "ShardWriter", "index_shard", "read_shard", "shard_name",
            "shard_relpath", "write_shard"]
@@ -240,9 +241,9 @@ def read_shard(path: str | os.PathLike) -> Iterator[ShardMember]:
     member) for a missing file, a truncated or corrupt tar, a member that is not a regular file, a name
     without an extension or with an invalid key, and a key whose members are not contiguous.
     """
-    path = Path(path)
+    path = as_path(path)  # a local file or an object-store URL (manifests.storage)
     try:
-        handle = open(path, "rb")  # closed in the finally below: the caller may stop early
+        handle = open_binary(path)  # closed in the finally below: the caller may stop early
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such shard") from None
     except OSError as error:
@@ -302,16 +303,17 @@ def index_shard(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]
     a member that is not a regular file or has a bad name, a member that runs past the end of the file
     (truncation), and a duplicate member.
     """
-    path = Path(path)
+    path = as_path(path)  # a local file or an object-store URL, read in 1-MiB range requests
     try:
-        handle = open(path, "rb")
+        handle = open_binary(path)
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such shard") from None
     except OSError as error:
         raise ManifestError(f"{path}: cannot open shard: {error}") from None
     index: dict[str, dict[str, tuple[int, int]]] = {}
     with handle:
-        file_size = os.fstat(handle.fileno()).st_size
+        file_size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
         try:
             tar = tarfile.open(fileobj=handle, mode="r:", encoding="utf-8")
             members = iter(tar.next, None)

@@ -21,6 +21,7 @@ from .flac import decode_flac, to_float32
 from .keys import ManifestError
 from .schema import manifest_path, read_manifest
 from .shards import SPLITS, read_shard
+from .storage import as_path, dataset_copy, is_remote
 
 __all__ = ["verify_dataset"]
 
@@ -109,7 +110,12 @@ def verify_dataset(out_dir: str | os.PathLike) -> list[str]:
     manifest's keys, with the manifest's sample rate, channels, duration (within one sample) and decoded
     PCM checksums; (d) dataset.json's example and shard counts match the manifests and the folders.
     """
-    out_dir = Path(out_dir)
+    if is_remote(out_dir):
+        # Every byte is read anyway: check a temporary local copy, naming the objects in the problems.
+        url = str(as_path(out_dir))
+        with dataset_copy(as_path(out_dir)) as local:
+            return [problem.replace(str(local), url) for problem in verify_dataset(local)]
+    out_dir = as_path(out_dir)
     if not out_dir.is_dir():
         return [f"{out_dir}: no such folder"]
     problems: list[str] = []

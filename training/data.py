@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from effects import torch_batch
+from effects import online_effect_names, torch_batch
 from manifests import DATASET_JSON, ManifestError, index_shard, read_json, read_manifests, stable_digest
 from manifests.member_audio import MemberAudio, open_member
+from manifests.storage import as_path, open_ranges
 
 #: Crops quieter than this RMS (dBFS) carry no distortion worth learning from; tried again elsewhere.
 SILENCE_DB = -60.0
@@ -48,7 +49,8 @@ def _rank_and_world() -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class OnlineEffect:
-    """An effect recorded in the dataset card for rendering at training time (clip-sdr, hardclip, softclip)."""
+    """An effect recorded in the dataset card for rendering at training time (any effect with a torch twin:
+    clip-sdr, hardclip, softclip, overdrive), with the card's other parameters and dry gain."""
 
     effect: str
     parameter: str
@@ -56,18 +58,21 @@ class OnlineEffect:
     low: float
     high: float
     values: tuple[float, ...] = ()
+    effect_args: tuple[tuple[str, float], ...] = ()
+    dry_gain: float = 0.0
 
     @classmethod
     def from_card(cls, out_dir: str | Path) -> OnlineEffect | None:
-        card = read_json(Path(out_dir) / DATASET_JSON)
+        card = read_json(as_path(out_dir) / DATASET_JSON)
         spec = card.get("online_effect")
         if not spec:
             return None
-        if spec["effect"] not in ("clip-sdr", "hardclip", "softclip"):
+        if spec["effect"] not in online_effect_names():
             raise ValueError(f"{out_dir}: online effect {spec['effect']!r} has no torch implementation "
-                             "(clip-sdr, hardclip and softclip have)")
+                             f"({', '.join(online_effect_names())} have)")
         return cls(spec["effect"], spec["parameter"], spec["distribution"], float(spec["low"]), float(spec["high"]),
-                   tuple(spec.get("values") or ()))
+                   tuple(spec.get("values") or ()), tuple(sorted((spec.get("effect_args") or {}).items())),
+                   float(spec.get("dry_gain") or 0.0))
 
     def draw(self, rng: np.random.Generator) -> float:
         """One parameter value (dB) for one example."""
@@ -79,11 +84,8 @@ class OnlineEffect:
 
     def __call__(self, clean: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Render the effect on a batch (B, C, T) with one parameter per example (B,), on its device."""
-        if self.effect == "clip-sdr":
-            return torch_batch.clip_to_sdr(clean, values.to(clean.device))[0]
-        if self.effect == "hardclip":
-            return torch_batch.hard_clip(clean, values.to(clean.device))
-        return torch_batch.soft_clip(clean, values.to(clean.device))
+        return torch_batch.render_online(self.effect, clean, values.to(clean.device), dict(self.effect_args),
+                                         self.dry_gain)
 
 
 class PairStream(torch.utils.data.IterableDataset):
@@ -103,7 +105,7 @@ class PairStream(torch.utils.data.IterableDataset):
     def __init__(self, out_dir: str | Path, split: str = "train", crop_seconds: float | None = 2.0,
                  training: bool = True, seed: int = 0, shuffle_buffer: int = 256) -> None:
         super().__init__()
-        self.out_dir = Path(out_dir)
+        self.out_dir = as_path(out_dir)  # a local Path, or a RemotePath for an object-store URL
         rows = read_manifests(self.out_dir).get(split)
         if not rows:
             raise ValueError(f"{self.out_dir}: split {split!r} has no examples")
@@ -210,12 +212,12 @@ class PairStream(torch.utils.data.IterableDataset):
         for shard, shard_rows in groupby(rows, key=lambda r: r["shard"]):
             path = self.out_dir / shard
             index, layouts = self._index(path)
-            with open(path, "rb") as handle:
+            with open_ranges(path) as source:  # a local fd, or range requests through a bounded cache
                 for row in shard_rows:
                     members = index.get(row["key"])
                     if members is None:
                         raise ManifestError(f"{path}: example {row['key']!r} of the manifest is missing")
-                    yield self._item(handle.fileno(), members, layouts, row, epoch, f"{path}: {row['key']}")
+                    yield self._item(source, members, layouts, row, epoch, f"{path}: {row['key']}")
 
     def _index(self, path: Path) -> tuple[dict, dict]:
         """The shard's member offsets and member headers, remembered for the shards this reader saw last."""
