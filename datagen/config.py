@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from effects import get_effect
+from effects import get_effect, online_effect_names
 from manifests import slugify, stable_digest
 
 CODECS = {  # name -> (soundfile container, subtype, file extension, bytes per sample for shard sizing)
@@ -55,6 +55,8 @@ class Sweep:
         except ValueError:
             raise ValueError(f"cannot read {text!r}: use LOW:HIGH:COUNT (evenly spaced), uniform:LOW:HIGH:COUNT "
                              "(random per segment) or a list like 1,3,5") from None
+        if sweep.kind != "list" and sweep.count < 1:
+            raise ValueError(f"{text!r}: COUNT must be at least 1 (LOW:HIGH:COUNT gives COUNT evenly spaced values)")
         if sweep.count < 1 or not all(math.isfinite(v) for v in (sweep.low, sweep.high, *sweep.values)):
             raise ValueError(f"{text!r}: need at least one finite value")
         if sweep.kind != "list" and sweep.low > sweep.high:
@@ -123,6 +125,9 @@ class BuildConfig:
         if not 0.0 <= self.dry_gain <= 100.0:
             raise ValueError(f"--dry-gain must be a linear weight in [0, 100], got {self.dry_gain}")
         effect = get_effect(self.effect)
+        if self.online and not effect.online:
+            raise ValueError(f"--online: the training loader cannot render {self.effect} (no torch implementation); "
+                             f"online effects: {', '.join(online_effect_names())}")
         sweep = Sweep.parse(self.sweep)
         for value in {sweep.low, sweep.high, *sweep.values}:
             effect.resolve({**dict(self.effect_args), effect.primary: value})

@@ -6,8 +6,13 @@ only in where the work runs. Results arrive in completion order; the caller orde
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import suppress
@@ -22,6 +27,67 @@ def default_workers() -> int:
     with suppress(AttributeError):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+#: Seconds a Dask client waits for a scheduler at --dask tcp://HOST:PORT before giving up with one line.
+DASK_CONNECT_SECONDS = 5.0
+#: How often a worker checks that the build that started it is still alive.
+_PARENT_POLL_SECONDS = 0.25
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this worker process exit as soon as the build process ``parent_pid`` is gone (even by kill -9).
+
+    Two mechanisms, because either alone has gaps: Linux's PR_SET_PDEATHSIG delivers SIGKILL when the
+    parent dies, and a daemon thread polls ``os.getppid()`` (a worker whose parent died is adopted by
+    another process) for systems without prctl. Ctrl-C is left to the parent, which stops the workers
+    itself: a worker that handled SIGINT too would print its own traceback.
+    """
+    with suppress(ValueError, OSError):  # not the main thread, or no SIGINT on this platform
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before this worker got here
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while it starts workers, so a Ctrl-C sent to the whole
+    process group cannot reach a worker before :func:`die_with_parent` has told it to ignore SIGINT (the
+    mask is inherited); a signal that arrives meanwhile is delivered to the parent when unblocked."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool at once (interrupt or error): running shards are abandoned, their temporary files are
+    removed by the next run; the workers are terminated and reaped, never left behind."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with suppress(Exception):
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
 
 
 def _render_in_worker(spec: ShardSpec, out_dir: str) -> ShardResult:
@@ -42,16 +108,23 @@ def run_serial(specs: Sequence[ShardSpec], out_dir: Path) -> Iterator[ShardResul
 def run_processes(specs: Sequence[ShardSpec], out_dir: Path, workers: int) -> Iterator[ShardResult]:
     """A local pool of ``workers`` processes (spawned, so no thread or lock state leaks in by fork)."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                               initargs=(os.getpid(),))
+    try:
         pending = set()
         queue = list(specs)
         # Bounded submission: at most 2 shards per worker in flight keeps memory flat on huge plans.
         while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(_render_in_worker, queue.pop(0), str(out_dir)))
+            with _signals_blocked():  # submit starts the workers
+                while queue and len(pending) < 2 * workers:
+                    pending.add(pool.submit(_render_in_worker, queue.pop(0), str(out_dir)))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+    except BaseException:  # an error, Ctrl-C, SIGTERM, or the caller closing the generator
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_dask(specs: Sequence[ShardSpec], out_dir: Path, address: str, workers: int) -> Iterator[ShardResult]:
@@ -63,15 +136,29 @@ def run_dask(specs: Sequence[ShardSpec], out_dir: Path, address: str, workers: i
         raise RuntimeError("--dask needs Dask: pip install -e '.[dask]'") from None
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        with _signals_blocked():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
+        # Dask's worker processes already exit with their nanny's process (this one); the watch thread adds
+        # the same promise for kill -9 on systems where that pipe outlives the parent.
+        client.run(die_with_parent, os.getpid())
     else:
-        client = Client(address)
+        try:
+            client = Client(address, timeout=DASK_CONNECT_SECONDS)
+        except (OSError, TimeoutError, ValueError) as error:
+            detail = " ".join(str(error).split()) or type(error).__name__
+            raise RuntimeError(f"--dask {address}: no Dask scheduler answered within {DASK_CONNECT_SECONDS:g} s "
+                               f"({detail}); start one with `dask scheduler`, or use --dask local") from None
+    futures = []
     try:
         futures = client.map(_render_in_worker, list(specs), out_dir=str(out_dir), pure=False)
         for future in as_completed(futures):
             yield future.result()
             future.release()
+    except BaseException:
+        with suppress(Exception):
+            client.cancel(futures)
+        raise
     finally:
         client.close()
         if cluster is not None:

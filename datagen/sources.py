@@ -24,6 +24,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from manifests.paths import path_problem
+
 from .audio_io import AudioFileError, open_audio
 from .demo import demo_guitar
 
@@ -236,6 +238,11 @@ def _idmt_files(root: Path) -> Iterator[tuple[Path, None]]:
 
 def _read_header(path: Path, source_id: str, group_id: str,
                  native_split: str | None) -> SourceFile | SkippedFile:
+    # Named before libsndfile opens it: a symlink loop or an unreadable file is otherwise "System error.",
+    # and a FIFO would block the open forever.
+    problem = path_problem(path, "file")
+    if problem is not None:
+        return SkippedFile(str(path), problem)
     try:
         info = sf.info(str(path))
     except (RuntimeError, OSError, ValueError, TypeError) as error:
