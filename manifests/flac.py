@@ -7,7 +7,7 @@ and the whole crop decoder are one compiled call each.
 
 What the encoder writes (RFC 9639; any decoder reads it, libsndfile and ``flac -t`` included)::
 
-    "fLaC"  STREAMINFO (MD5 all zeros = "not computed")  SEEKTABLE (one point per frame)  frames...
+    "fLaC"  STREAMINFO (with the MD5 of the samples)  SEEKTABLE (one point per frame)  frames...
 
 Each frame has a fixed block size (the last one shorter). Per channel it picks a CONSTANT subframe
 when the block is constant, else the FIXED predictor of order 0..4 with the smallest estimated cost,
@@ -15,7 +15,9 @@ or VERBATIM when that is smaller (compared on exact bit counts). Residuals use p
 (partition order 0..8, 4- or 5-bit parameters, escapes for partitions that Rice codes badly). Stereo
 frames pick independent, left/side, right/side or mid/side by estimated cost; samples whose low bits
 are all zero in a block are coded with "wasted bits" (16-bit audio stored as 24-bit costs 16 bits).
-There is no vendor string and no timestamp: the same samples always give the same bytes.
+There is no vendor string and no timestamp: the same samples always give the same bytes. STREAMINFO
+carries the MD5 of the samples (:func:`pcm_md5`), so ``flac -t`` and ``datagen verify`` check every
+member end to end.
 
 What the decoder reads: any valid FLAC stream (not only ours): metadata blocks of every kind (it uses
 STREAMINFO and SEEKTABLE), fixed or variable block sizes, every subframe type (CONSTANT, VERBATIM,
@@ -32,6 +34,7 @@ Speed figures: ``python benchmarks/bench_flac.py``.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import struct
 import sys
 from dataclasses import dataclass
@@ -182,10 +185,11 @@ def _be64(typingctx, buf, i):
 
 #: Recorded in dataset.json: bump it whenever a change makes the encoder write other bytes for the same
 #: samples, so that a rebuild knows to compare decoded PCM instead of shard bytes.
-ENCODER_VERSION = "1"
+#: Bumped whenever the encoder's bytes change for the same samples (2: STREAMINFO holds the samples' MD5).
+ENCODER_VERSION = "2"
 
-__all__ = ["ENCODER_VERSION", "FlacInfo", "decode_flac", "decode_flac_range", "encode_flac", "read_flac_header",
-           "to_float32"]
+__all__ = ["ENCODER_VERSION", "FlacInfo", "decode_flac", "decode_flac_range", "encode_flac", "pcm_md5",
+           "read_flac_header", "to_float32"]
 
 # ------------------------------------------------------------------------------------------------
 # Constants and tables
@@ -203,6 +207,7 @@ _SEEKPOINT_BYTES = 18
 _SEEKPOINT_DTYPE = np.dtype([("sample", ">u8"), ("offset", ">u8"), ("frames", ">u2")])
 _SEEKPOINT = struct.Struct(">QQH")  # the same, one point
 _STREAMINFO_END = 4 + 4 + 34  # "fLaC", the STREAMINFO block's header and body
+_MD5_START = 4 + 4 + 18  # STREAMINFO's MD5 (its last 16 bytes; STREAMINFO is always the first block)
 #: The encoder's 32-bit words reach the output through a byte view: swap them on little-endian machines.
 _SWAP_WORDS = sys.byteorder == "little"
 _MAX_SEEKPOINTS = (1 << 24) // _SEEKPOINT_BYTES - 1  # a metadata block's length field has 24 bits
@@ -2041,6 +2046,7 @@ class FlacInfo:
     first_frame_offset: int
     seek_sample_numbers: np.ndarray  # (points,) int64
     seek_byte_offsets: np.ndarray  # (points,) int64, relative to first_frame_offset
+    md5: bytes = bytes(16)  # MD5 of the samples (see pcm_md5); all zeros means "not computed"
 
 
 def _as_buffer(data) -> np.ndarray:
@@ -2116,7 +2122,8 @@ def read_flac_header(data: bytes | bytearray | memoryview | np.ndarray) -> FlacI
     return FlacInfo(sample_rate=int(meta[1]), channels=int(meta[2]), bits_per_sample=int(meta[3]),
                     total_frames=int(meta[4]), min_block_frames=int(meta[5]), max_block_frames=int(meta[6]),
                     min_frame_bytes=int(meta[7]), max_frame_bytes=int(meta[8]), first_frame_offset=int(meta[0]),
-                    seek_sample_numbers=samples, seek_byte_offsets=offsets)
+                    seek_sample_numbers=samples, seek_byte_offsets=offsets,
+                    md5=buf[_MD5_START:_MD5_START + 16].tobytes())
 
 
 def decode_flac(data: bytes | bytearray | memoryview | np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -2191,6 +2198,44 @@ def to_float32(samples: np.ndarray, bits_per_sample: int) -> np.ndarray:
     return np.multiply(samples, np.float32(2.0 ** (1 - bits)), dtype=np.float32)
 
 
+@numba.njit(cache=True, nogil=True)
+def _interleave_le(samples, width):  # pragma: no cover - compiled
+    # The bytes STREAMINFO's MD5 covers: frame by frame, channel by channel, each sample as a little-endian
+    # two's-complement integer of `width` bytes (one pass; numpy needs two or three for 3-byte samples).
+    channels, frames = samples.shape
+    out = np.empty(frames * channels * width, np.uint8)
+    p = 0
+    for n in range(frames):
+        for c in range(channels):
+            value = samples[c, n]
+            for b in range(width):
+                out[p + b] = (value >> (8 * b)) & 0xFF
+            p += width
+    return out
+
+
+def pcm_md5(samples: np.ndarray, bits_per_sample: int) -> bytes:
+    """The 16-byte MD5 that FLAC's STREAMINFO holds for ``samples`` (integers, (channels, frames) or (frames,)).
+
+    As RFC 9639 defines it: the MD5 of the samples interleaved (frame by frame, channel by channel), each
+    as a little-endian signed integer of ceil(bits_per_sample / 8) bytes. ``decode_flac``'s output hashed
+    with its bit depth gives the value a valid stream's STREAMINFO holds.
+    """
+    bits = int(bits_per_sample)
+    if not 1 <= bits <= 32:
+        raise ValueError(f"bits_per_sample must be in 1..32, got {bits_per_sample}")
+    samples = np.asarray(samples)
+    if samples.dtype.kind not in "iu":
+        raise ValueError(f"samples must be integers, got dtype {samples.dtype}")
+    if samples.ndim == 1:
+        samples = samples[np.newaxis]
+    if samples.ndim != 2:
+        raise ValueError(f"samples must have shape (channels, frames), got {samples.shape}")
+    wide = samples.dtype.itemsize > 4 or samples.dtype == np.uint32
+    samples = np.ascontiguousarray(samples, dtype=np.int64 if wide else np.int32)
+    return hashlib.md5(_interleave_le(samples, (bits + 7) // 8)).digest()
+
+
 def _check_encoder_arguments(samples, sample_rate, bits_per_sample, block_frames) -> np.ndarray:
     if not isinstance(samples, np.ndarray):
         raise ValueError(f"samples must be a numpy array, got {type(samples).__name__}")
@@ -2246,9 +2291,9 @@ def encode_flac(samples: np.ndarray, sample_rate: int, bits_per_sample: int, blo
     ``block_frames`` (16..65535) is the FLAC frame size in frames (the last frame is shorter).
 
     The stream holds STREAMINFO, a SEEKTABLE with one point per FLAC frame, and the frames; no vendor
-    string or timestamp, so equal input gives equal bytes. STREAMINFO's MD5 is all zeros, which the
-    format defines as "not computed": our manifests carry a SHA-256 of the decoded PCM, and the MD5 would
-    cost more than the encoding itself. Raises ``ValueError`` on bad arguments.
+    string or timestamp, so equal input gives equal bytes. STREAMINFO holds the samples' MD5
+    (:func:`pcm_md5`), so standard tools (``flac -t``) check the whole stream, not only its CRCs; hashing
+    costs about as much as encoding (see benchmarks/bench_flac.py). Raises ``ValueError`` on bad arguments.
     """
     pcm = _check_encoder_arguments(samples, sample_rate, bits_per_sample, block_frames)
     sample_rate, bits_per_sample, block_frames = int(sample_rate), int(bits_per_sample), int(block_frames)
@@ -2269,18 +2314,19 @@ def encode_flac(samples: np.ndarray, sample_rate: int, bits_per_sample: int, blo
     info = FlacInfo(sample_rate=sample_rate, channels=channels, bits_per_sample=bits_per_sample, total_frames=total,
                     min_block_frames=block_frames, max_block_frames=block_frames,
                     min_frame_bytes=int(min_frame_bytes), max_frame_bytes=int(max_frame_bytes), first_frame_offset=0,
-                    seek_sample_numbers=chosen * block_frames, seek_byte_offsets=offsets[chosen])
+                    seek_sample_numbers=chosen * block_frames, seek_byte_offsets=offsets[chosen],
+                    md5=pcm_md5(pcm, bits_per_sample))
     return _stream_header(info, info.seek_sample_numbers, info.seek_byte_offsets) + out[:length].tobytes()
 
 
 def _stream_header(info: FlacInfo, seek_samples: np.ndarray, seek_offsets: np.ndarray) -> bytes:
-    """"fLaC", STREAMINFO from ``info`` (MD5 zeros: not computed) and a SEEKTABLE of the given points."""
+    """"fLaC", STREAMINFO from ``info`` (its MD5 included) and a SEEKTABLE of the given points."""
     streaminfo = bytearray()
     streaminfo += info.min_block_frames.to_bytes(2, "big") + info.max_block_frames.to_bytes(2, "big")
     streaminfo += info.min_frame_bytes.to_bytes(3, "big") + info.max_frame_bytes.to_bytes(3, "big")
     packed = ((info.sample_rate << 44) | ((info.channels - 1) << 41) | ((info.bits_per_sample - 1) << 36)
               | info.total_frames)
-    streaminfo += packed.to_bytes(8, "big") + bytes(16)
+    streaminfo += packed.to_bytes(8, "big") + bytes(info.md5)
     points = np.empty(len(seek_samples), dtype=_SEEKPOINT_DTYPE)
     points["sample"] = seek_samples
     points["offset"] = seek_offsets

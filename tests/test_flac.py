@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
 import subprocess
 from pathlib import Path
 
@@ -45,6 +47,16 @@ def make_signal(kind: str, channels: int, frames: int, bits: int, seed: int = 0)
         takes = [demo_guitar(seconds, RATE, seed=seed + c, peak=0.9)[0, :frames] for c in range(channels)]
         return quantise(np.stack(takes), bits)
     raise ValueError(kind)
+
+
+def reference_md5(pcm: np.ndarray, bits: int) -> bytes:
+    """STREAMINFO's MD5 as RFC 9639 defines it, written out plainly: the samples interleaved (frame by frame,
+    channel by channel), each as a little-endian signed integer of ceil(bits / 8) bytes."""
+    width = (bits + 7) // 8
+    digest = hashlib.md5()
+    for frame in np.asarray(pcm, np.int64).T:
+        digest.update(b"".join(struct.pack("<i", int(v))[:width] for v in frame))
+    return digest.digest()
 
 
 def _crc_table(polynomial: int, width: int) -> list[int]:
@@ -314,7 +326,7 @@ def test_read_flac_header_describes_the_stream():
     for offset in info.seek_byte_offsets:  # every seek point lands on a frame header
         assert frames[offset:offset + 2] == b"\xff\xf8"
     assert 0 < info.min_frame_bytes <= info.max_frame_bytes
-    assert data[4 + 4 + 18:4 + 4 + 34] == bytes(16)  # MD5: not computed
+    assert data[4 + 4 + 18:4 + 4 + 34] == reference_md5(pcm, 24) == info.md5
     assert read_flac_header(soundfile_stream(pcm, 24)).seek_sample_numbers.size == 0
 
 
@@ -404,6 +416,26 @@ def test_flac_binary_accepts_our_streams(flac_binary, tmp_path: Path):
     result = subprocess.run([flac_binary, "-t", *paths], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "ERROR" not in result.stderr
+    # Every stream carries the MD5 of its samples, so flac checks them too (no "cannot check MD5 signature").
+    assert "MD5" not in result.stderr and result.stderr.count("ok") == len(cases), result.stderr
+    for (pcm, bits, _), path in zip(cases, paths, strict=True):
+        assert Path(path).read_bytes()[4 + 4 + 18:4 + 4 + 34] == reference_md5(pcm, bits)
+    # ... and flac does check it: a wrong MD5 is an error.
+    data = bytearray(Path(paths[1]).read_bytes())
+    data[4 + 4 + 18] ^= 1
+    Path(paths[1]).write_bytes(bytes(data))
+    result = subprocess.run([flac_binary, "-t", paths[1]], capture_output=True, text=True)
+    assert result.returncode != 0 and "MD5" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("channels", "bits"), [(1, 8), (2, 12), (1, 16), (3, 20), (2, 24)])
+def test_streaminfo_md5_is_the_md5_of_the_interleaved_samples(channels, bits):
+    pcm = make_signal("noise", channels, 3001, bits, seed=bits)
+    data = encode_flac(pcm, RATE, bits, block_frames=1000)
+    assert read_flac_header(data).md5 == reference_md5(pcm, bits) == flac_module.pcm_md5(pcm, bits)
+    # What our own decoder returns hashes to what STREAMINFO says.
+    samples, _, decoded_bits = decode_flac(data)
+    assert flac_module.pcm_md5(samples, decoded_bits) == read_flac_header(data).md5
 
 
 # ------------------------------------------------------------------------------------------------
