@@ -128,6 +128,11 @@ class BuildConfig:
         if self.online and not effect.online:
             raise ValueError(f"--online: the training loader cannot render {self.effect} (no torch implementation); "
                              f"online effects: {', '.join(online_effect_names())}")
+        if effect.primary in dict(self.effect_args):
+            flag = "--gains" if effect.primary == "gain_db" else "--sdr"
+            value = dict(self.effect_args)[effect.primary]
+            raise ValueError(f"--effect-arg {effect.primary}={value}: {effect.primary} is the parameter that "
+                             f"{self.effect} sweeps, set by {flag} (e.g. {flag} {value} for one value)")
         sweep = Sweep.parse(self.sweep)
         for value in {sweep.low, sweep.high, *sweep.values}:
             effect.resolve({**dict(self.effect_args), effect.primary: value})

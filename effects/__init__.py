@@ -11,12 +11,12 @@ from .clipping import MAX_GAIN_DB, MIN_GAIN_DB, hard_clip, soft_clip
 from .measure import input_sdrs_db, sdr_db, si_sdr_db
 from .mix import mix
 from .overdrive import COLOUR_RANGE, GAIN_DB_RANGE, Overdrive, overdrive
-from .registry import Effect, Parameter, effect_names, get_effect, register
+from .registry import Effect, Parameter, effect_names, get_effect, online_effect_names, register
 
 __all__ = [
     "Effect", "NonFiniteAudioError", "Overdrive", "Parameter", "clip_to_sdr", "clipping_threshold_for_sdr",
-    "effect_names", "get_effect", "hard_clip", "input_sdrs_db", "mix", "overdrive", "register", "sdr_db",
-    "si_sdr_db", "soft_clip",
+    "effect_names", "get_effect", "hard_clip", "input_sdrs_db", "mix", "online_effect_names", "overdrive", "register",
+    "sdr_db", "si_sdr_db", "soft_clip",
 ]
 
 _GAIN_HELP = "gain applied before the wave-shaper"
@@ -34,6 +34,16 @@ def _memoryless_stream(function):
     return make_stream
 
 
+def _torch_twin(name, first_of_pair=False):
+    # torch is the train extra's: imported when a batch is rendered, not when effects is.
+    def render(x, values, **params):
+        from . import torch_batch
+
+        y = getattr(torch_batch, name)(x, values, **params)
+        return y[0] if first_of_pair else y
+    return render
+
+
 def _clip_sdr_render(x, sdr_db):
     clipped, gain_db = clip_to_sdr(x, sdr_db)
     return clipped, {"gain_db": gain_db}
@@ -49,6 +59,7 @@ register(Effect(
     primary="gain_db",
     render=_no_extras(hard_clip),
     make_stream=_memoryless_stream(hard_clip),
+    torch_render=_torch_twin("hard_clip"),
 ))
 register(Effect(
     name="softclip",
@@ -57,6 +68,7 @@ register(Effect(
     primary="gain_db",
     render=_no_extras(soft_clip),
     make_stream=_memoryless_stream(soft_clip),
+    torch_render=_torch_twin("soft_clip"),
 ))
 register(Effect(
     name="overdrive",
@@ -69,6 +81,7 @@ register(Effect(
     primary="gain_db",
     render=_no_extras(overdrive),
     make_stream=lambda channels, gain_db, colour: Overdrive(gain_db, colour, channels).process,
+    torch_render=_torch_twin("overdrive"),
 ))
 register(Effect(
     name="clip-sdr",
@@ -77,4 +90,5 @@ register(Effect(
                           minimum_inclusive=False),),
     primary="sdr_db",
     render=_clip_sdr_render,
+    torch_render=_torch_twin("clip_to_sdr", first_of_pair=True),
 ))

@@ -20,6 +20,10 @@ Array = np.ndarray
 Renderer = Callable[..., tuple[Array, dict[str, float]]]
 #: ``make_stream(channels, **params) -> process(block) -> block`` for effects that can run block by block.
 StreamFactory = Callable[..., Callable[[Array], Array]]
+#: ``torch_render(x, values, **fixed) -> y``: the effect on a torch batch x (B, C, T) with the primary
+#: parameter per example, ``values`` (B,), and the other parameters fixed; y (B, C, T) on x's device.
+#: Effects that have one can be rendered at training time (``datagen build --online``).
+TorchRenderer = Callable[..., object]
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Effect:
     primary: str
     render: Renderer
     make_stream: StreamFactory | None = None
+    torch_render: TorchRenderer | None = None
     _by_name: dict[str, Parameter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +100,20 @@ class Effect:
             else:
                 raise ValueError(f"effect {self.name!r} needs {p.name} ({p.description}, {p.range_text()})")
         return resolved
+
+    def resolve_fixed(self, values: Mapping[str, float | str]) -> dict[str, float]:
+        """Like :meth:`resolve` for every parameter but the primary one (which online rendering draws)."""
+        if self.primary in values:
+            raise ValueError(f"effect {self.name!r}: {self.primary} is drawn per example, not fixed")
+        for name in values:
+            self.parameter(name)
+        return {p.name: p.validate(values[p.name]) if p.name in values else p.default
+                for p in self.parameters if p.name != self.primary}
+
+    @property
+    def online(self) -> bool:
+        """Whether the training loader can render this effect itself (it has a torch implementation)."""
+        return self.torch_render is not None
 
     def apply(self, x: Array, values: Mapping[str, float | str]) -> tuple[Array, dict[str, float]]:
         """Validate ``values`` and render ``x``; returns the output and the effect's extras."""
@@ -132,3 +151,8 @@ def get_effect(name: str) -> Effect:
 
 def effect_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def online_effect_names() -> list[str]:
+    """The effects the training loader can render (those with a torch implementation)."""
+    return sorted(name for name, effect in _REGISTRY.items() if effect.online)

@@ -2,8 +2,9 @@
 
 Each takes a batch ``x`` of shape ``(B, C, T)`` and one parameter per example (a tensor of shape
 ``(B,)``, or a Python number for all), runs on whatever device ``x`` is on, and agrees with the
-numpy functions of :mod:`effects` within 1e-5. Used for online augmentation (e.g. the paper's
-SignalTrain-HC, clipped at a random input SDR per example).
+numpy functions of :mod:`effects` within 1e-5 (overdrive within 1e-6). Used for online augmentation
+(e.g. the paper's SignalTrain-HC, clipped at a random input SDR per example), through
+:func:`render_online` and the effects registry (``Effect.torch_render``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import torch
 from . import clip_sdr
 from .clip_sdr import SDR_DB_RANGE
 from .clipping import MAX_GAIN_DB, MIN_GAIN_DB
+from .overdrive import _SOX_FULL_SCALE, COLOUR_RANGE, DC_BLOCK_POLE, DRY_GAIN, GAIN_DB_RANGE, WET_GAIN
+
+#: Samples per block of the DC blocker's scan. Within a block the recursion is a cumulative sum scaled by
+#: a^-j (a = 0.995): a^-8192 ≈ 7e17 stays far inside float64, and the sum's rounding error stays near
+#: eps·1/(1 − a) because its terms grow geometrically. Across blocks the carry decays by a^8192 ≈ 1e-18.
+_SCAN_BLOCK = 8192
 
 
 def _check_batch(x: torch.Tensor) -> None:
@@ -133,3 +140,90 @@ def clip_to_sdr(x: torch.Tensor, sdr_db: torch.Tensor | float) -> tuple[torch.Te
     threshold = clipping_threshold_for_sdr(x, sdr_db)
     limit = threshold.to(x.dtype).view(-1, 1, 1)
     return torch.clamp(x, -limit, limit), -20.0 * torch.log10(threshold)
+
+
+def _one_pole(u: torch.Tensor, pole: float) -> torch.Tensor:
+    """d_k = u_k + pole·d_{k−1} along the last axis, d_{−1} = 0, for float64 ``u`` of shape (..., T).
+
+    A chunked parallel scan: each block of ``_SCAN_BLOCK`` samples is one cumulative sum of u_j·a^−j
+    rescaled by a^k (no Python loop over samples, so it runs as a handful of kernels on a GPU); the blocks
+    are then chained by their last values, one small step per block.
+    """
+    length = u.shape[-1]
+    block = min(length, _SCAN_BLOCK)
+    blocks = -(-length // block)
+    padded = torch.nn.functional.pad(u, (0, blocks * block - length)).reshape(*u.shape[:-1], blocks, block)
+    steps = torch.arange(block, dtype=torch.float64, device=u.device)
+    rising = torch.pow(torch.tensor(pole, dtype=torch.float64, device=u.device), steps)  # a^k
+    local = torch.cumsum(padded / rising, dim=-1) * rising  # the recursion within each block from zero state
+    if blocks > 1:
+        # The state entering block c is the last value of block c − 1, itself carried from block c − 2, ...
+        decay = rising * pole  # a^(k+1): how the entering state reaches sample k of the block
+        carry = local[..., 0, -1]
+        carried = [local[..., 0, :]]
+        for c in range(1, blocks):
+            row = local[..., c, :] + carry.unsqueeze(-1) * decay
+            carried.append(row)
+            carry = row[..., -1]
+        local = torch.stack(carried, dim=-2)
+    return local.reshape(*u.shape[:-1], blocks * block)[..., :length]
+
+
+def overdrive(x: torch.Tensor, gain_db: torch.Tensor | float, colour: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Batched :func:`effects.overdrive` (SoX's overdrive, Eq. 6): equal to the numpy effect within 1e-6.
+
+    Per example b, channel and sample k, with q the input on SoX's 32-bit grid (trunc(x·2^31)/2^31,
+    clamped), m = clamp(10^(γ_b/20)·q + colour_b/200, −1, 1) and s = m − m³/3::
+
+        d_k = s_k − s_{k−1} + 0.995·d_{k−1}      (zero state at the start of each example)
+        y_k = clamp(0.5·q_k + 0.75·d_k, −1, 1)
+
+    Examples with γ_b = 0 dB are returned unchanged, as SoX (and the numpy effect) does. The quantisation
+    runs in x's precision, exactly as the numpy kernel does; the shaper and the DC blocker run in float64
+    (the blocker's running sum grows to 200 times the DC of s), so float32 batches are rounded once at the end.
+
+    Shapes: x (B, C, T) float32 or float64 on any device; gain_db (B,) in dB within [0, 100] or a number;
+    colour (B,) within [0, 100] (SoX's colour; the paper's Eq. 6 is 0) or a number. Returns (B, C, T) in
+    x's dtype on x's device.
+    """
+    _check_batch(x)
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x must be float32 or float64 audio, got {x.dtype}")
+    gain_db = _per_example(gain_db, x, "gain_db", *GAIN_DB_RANGE)
+    offset = (_per_example(colour, x, "colour", *COLOUR_RANGE) / 200.0).view(-1, 1, 1)
+    gain = torch.pow(10.0, gain_db / 20.0).view(-1, 1, 1)
+    if x.dtype == torch.float32:
+        # float32 rounds 2^31 − 1 up to 2^31, as the numpy kernel's float32 path does.
+        full, top = torch.tensor(_SOX_FULL_SCALE, dtype=x.dtype), torch.tensor(_SOX_FULL_SCALE - 1.0, dtype=x.dtype)
+        full, top = full.item(), top.item()
+    else:
+        full, top = _SOX_FULL_SCALE, _SOX_FULL_SCALE - 1.0
+    # Scaling by a power of two and truncating are exact in either precision.
+    quantised = (torch.clamp(torch.trunc(x * full), -full, top) * (1.0 / full)).to(torch.float64)
+    m = torch.clamp(quantised * gain + offset, -1.0, 1.0)
+    shaped = m - m * m * m * (1.0 / 3.0)
+    difference = torch.diff(shaped, dim=-1, prepend=torch.zeros_like(shaped[..., :1]))
+    blocked = _one_pole(difference, DC_BLOCK_POLE)
+    out = torch.clamp(DRY_GAIN * quantised + WET_GAIN * blocked, -1.0, 1.0).to(x.dtype)
+    return torch.where((gain_db == 0.0).view(-1, 1, 1), x, out)
+
+
+def render_online(effect: str, x: torch.Tensor, values: torch.Tensor, effect_args: dict | None = None,
+                  dry_gain: float = 0.0) -> torch.Tensor:
+    """Render a registered effect on a batch at training time: what ``datagen build --online`` recorded.
+
+    ``values`` (B,) is the effect's primary parameter per example (gain_db or sdr_db, in dB); ``effect_args``
+    the other parameters, fixed for the dataset (e.g. ``{"colour": 20}``); ``dry_gain`` adds the clean batch
+    with that linear weight (Eq. 1), as the offline build does. Shapes: x (B, C, T) -> (B, C, T).
+    """
+    from .registry import get_effect, online_effect_names
+
+    spec = get_effect(effect)
+    if spec.torch_render is None:
+        raise ValueError(f"effect {effect!r} has no torch implementation; online effects: "
+                         + ", ".join(online_effect_names()))
+    y = spec.torch_render(x, values.to(device=x.device), **spec.resolve_fixed(effect_args or {}))
+    if dry_gain:
+        y = y + x * dry_gain
+    return y
+

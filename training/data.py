@@ -19,6 +19,7 @@ batch, in torch, on the training device.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -37,6 +38,10 @@ from manifests.storage import as_path, open_ranges
 #: Crops quieter than this RMS (dBFS) carry no distortion worth learning from; tried again elsewhere.
 SILENCE_DB = -60.0
 _CROP_ATTEMPTS = 8
+#: Slots of the epoch counter a stream shares with its DataLoader workers: base epoch, set_epoch calls,
+#: passes counted since, the pass (DataLoader iterator) counted last. See :meth:`PairStream.next_epoch`.
+_BASE, _GENERATION, _PASSES, _LAST_PASS = range(4)
+_NO_PASS = -(2**63)
 #: Shard indexes a reader keeps (each ~100 bytes per member), so cycling readers do not rescan headers.
 _CACHED_INDEXES = 64
 
@@ -119,7 +124,10 @@ class PairStream(torch.utils.data.IterableDataset):
         self.seed = seed
         self.shuffle_buffer = max(1, shuffle_buffer)
         self.online = OnlineEffect.from_card(self.out_dir)
-        self.epoch = 0
+        # Shared memory, so that DataLoader workers (forked or spawned anew for each pass) count passes
+        # into the main process's stream; see next_epoch.
+        self._epochs = multiprocessing.Array("q", [0, 0, 0, _NO_PASS])
+        self._generation, self._pass_id, self._first_epoch, self._repeats = 0, None, 0, 0
         self._shard_indexes: OrderedDict[Path, dict] = OrderedDict()
         self._index_lock = threading.Lock()
 
@@ -127,20 +135,35 @@ class PairStream(torch.utils.data.IterableDataset):
         # DataLoader workers started by "spawn" receive a pickled copy: without the lock and the cache.
         state = dict(self.__dict__)
         state["_shard_indexes"], state["_index_lock"] = OrderedDict(), None
+        if multiprocessing.context.get_spawning_popen() is None:  # a plain pickle: the counts, not the memory
+            state["_epochs"] = list(self._epochs)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._index_lock = threading.Lock()
+        if isinstance(self._epochs, list):
+            self._epochs = multiprocessing.Array("q", self._epochs)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch of the next training pass (as with DistributedSampler): epochs differ, runs repeat.
 
-        Each training pass also advances the epoch by one by itself, which is what keeps persistent
-        DataLoader workers right: they hold copies of this object that ``set_epoch`` in the main process
-        cannot reach, so set the first epoch before the loader's first pass and let them count.
+        Calling it is optional: each training pass advances the epoch by one by itself, however the
+        stream is read (see :meth:`next_epoch`), so a trainer that never calls it (Lightning) still gets a
+        new, reproducible order every pass. When called, it wins: the next pass reads ``epoch``, in this
+        process, in DataLoader workers started later, and in persistent workers too.
         """
-        self.epoch = int(epoch)
+        with self._epochs.get_lock():
+            self._epochs[_BASE] = int(epoch)
+            self._epochs[_GENERATION] += 1
+            self._epochs[_PASSES] = 0
+            self._epochs[_LAST_PASS] = _NO_PASS
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass reads in this process (or in DataLoader workers started for it)."""
+        with self._epochs.get_lock():
+            return int(self._epochs[_BASE] + self._epochs[_PASSES])
 
     def __len__(self) -> int:
         """Examples per epoch over all readers (a reader count above it cycles examples)."""
@@ -185,11 +208,39 @@ class PairStream(torch.utils.data.IterableDataset):
         yield from self.reader(rank * workers + worker, world * workers, self.next_epoch())
 
     def next_epoch(self) -> int:
-        """The epoch of the pass starting now; a training pass advances the stream's epoch (see set_epoch)."""
-        epoch = self.epoch
-        if self.training:
-            self.epoch = epoch + 1  # evaluation stays at one fixed epoch (its online draws)
-        return epoch
+        """The epoch of the pass starting now; a training pass advances the stream's epoch (see set_epoch).
+
+        Evaluation stays at one fixed epoch (its online draws). In training, passes are counted in memory
+        shared with every copy of the stream that DataLoader workers hold, so that all of them agree:
+
+        - a pass in this process (no workers, or :class:`~training.threaded_loader.ThreadedLoader`)
+          counts one;
+        - DataLoader workers recognise the pass (the iterator) they serve by the base seed the
+          DataLoader draws for each iterator and hands every worker (``worker_info.seed - id``): the
+          first of them to start counts the pass, and all take the count before it. Workers started
+          anew for each pass (``persistent_workers=False``, the default) thus read epoch after epoch;
+        - persistent workers serve one iterator for ever, so each counts its further passes by itself.
+        """
+        info = torch.utils.data.get_worker_info()
+        shared = self._epochs
+        with shared.get_lock():
+            if not self.training:
+                return int(shared[_BASE])
+            if info is None:  # read in this process
+                epoch = shared[_BASE] + shared[_PASSES]
+                shared[_PASSES] += 1
+                shared[_LAST_PASS] = _NO_PASS
+                return int(epoch)
+            pass_id = info.seed - info.id
+            if self._pass_id == pass_id and self._generation == shared[_GENERATION]:
+                self._repeats += 1  # a persistent worker's next pass
+                return self._first_epoch + self._repeats
+            if shared[_LAST_PASS] != pass_id:  # the first worker of a new pass
+                shared[_LAST_PASS] = pass_id
+                shared[_PASSES] += 1
+            self._generation, self._pass_id, self._repeats = shared[_GENERATION], pass_id, 0
+            self._first_epoch = int(shared[_BASE] + shared[_PASSES] - 1)
+            return self._first_epoch
 
     def reader(self, slot: int, slots: int, epoch: int) -> Iterator[dict]:
         """The examples reader ``slot`` of ``slots`` yields in ``epoch``: shuffled (training) or in key order."""
@@ -243,6 +294,10 @@ class PairStream(torch.utils.data.IterableDataset):
         if clean is None:
             clean = target.read(start, length)
         source = member("input")
+        if source is None and self.online is None:
+            # Only clean-only (online) corpora lack inputs; elsewhere the pair is broken, and taking the
+            # target as input would train the identity map.
+            raise ManifestError(f"{where}: no input member (the dataset is not an online one)")
         noisy = clean if source is None else source.read(start, length)
         parameter = self.online.draw(rng) if self.online else math.nan
         return {"input": torch.from_numpy(noisy), "target": torch.from_numpy(clean),
@@ -275,19 +330,32 @@ class PairStream(torch.utils.data.IterableDataset):
         return best, best_crop
 
 
-def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0,
-                persistent_workers: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader over ``stream``; training batches drop an incomplete last batch, evaluation keeps it.
-
-    ``persistent_workers`` keeps the worker processes between passes (worth it when epochs are short);
-    their epochs then advance by one per pass from the stream's epoch at the first pass (see
-    :meth:`PairStream.set_epoch`).
-    """
+def check_batch_size(stream: PairStream, batch_size: int) -> None:
+    """Refuse a batch size below 1, or above a training split's examples (an epoch that could train on nothing)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=num_workers,
-                                       drop_last=stream.training,
-                                       persistent_workers=persistent_workers and num_workers > 0)
+    if stream.training and len(stream) < batch_size:
+        raise ValueError(f"{stream.out_dir}: the {stream.split} split has {len(stream)} examples, fewer than one "
+                         f"batch of {batch_size}; lower the batch size or add data")
+
+
+def make_loader(stream: PairStream, batch_size: int = 16, num_workers: int = 0,
+                persistent_workers: bool = False, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``stream`` in batches of ``batch_size``; each reader's last batch may be short.
+
+    Short last batches, in training too, because every reader (rank × worker) makes its own batches
+    from its share of the split: dropping the remainders would drop examples, and a share smaller than
+    one batch (27 examples, batch 16, 2 readers) would leave whole epochs empty. Readers have equal
+    shares, so every rank still takes the same number of steps. A training split smaller than one batch
+    is refused (:func:`check_batch_size`).
+
+    Each pass is a new epoch of the stream, with or without ``persistent_workers`` (which keeps the
+    worker processes between passes, worth it when epochs are short); see :meth:`PairStream.next_epoch`.
+    """
+    check_batch_size(stream, batch_size)
+    return torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=num_workers, drop_last=False,
+                                       persistent_workers=persistent_workers and num_workers > 0,
+                                       pin_memory=pin_memory)
 
 
 def apply_online(batch: dict, stream: PairStream, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
