@@ -28,6 +28,7 @@ from training.metrics.fad import (
 from training.metrics.vggish import (
     VGGish,
     VGGishEmbedder,
+    VGGishPCA,
     example_count,
     load_vggish,
     load_vggish_pca,
@@ -414,3 +415,60 @@ def test_whole_torchvggish_state_dict_brings_its_pca(vggish_file, tmp_path: Path
     assert loaded.pca is not None
     values = torch.tensor([[-3.0, -2.0, 0.0, 1.0, 2.0, 9.0] + [0.0] * 122])
     np.testing.assert_array_equal(loaded.postprocess(values)[0, :6].numpy(), [0, 0, 128, 191, 255, 255])
+
+
+# ---------------------------------------------------------------------------------------------- torchvggish parity
+
+
+def test_network_matches_torchvggish_package_with_the_same_weights(guitar):
+    # The package's own network (torchvggish 0.2, harritaylor/torchvggish; built without its hub download),
+    # randomly initialised, its weights loaded into ours: a state dict that works there works here, so the
+    # released weights give the released embeddings.
+    package = pytest.importorskip("torchvggish.torchvggish")
+    torch.manual_seed(3)
+    theirs = package._vgg(postprocess=False).eval()
+    ours = VGGish().eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    examples = torch.from_numpy(vggish_examples(guitar[0], RATE))
+    with torch.no_grad():
+        expected, got = theirs(examples), ours(examples)
+        ours.final_relu = False  # their last ReLU is embeddings[5]: drop it on their side too
+        expected_raw, got_raw = theirs.embeddings[:5](_flattened(theirs, examples)), ours(examples)
+    assert float(expected.abs().max()) > 0 and bool((expected_raw < 0).any())
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    torch.testing.assert_close(got_raw, expected_raw, rtol=1e-5, atol=1e-6 * float(expected_raw.abs().max()))
+
+
+def _flattened(theirs: torch.nn.Module, examples: torch.Tensor) -> torch.Tensor:
+    """torchvggish's VGG.forward up to its fully connected layers, with its own transposes."""
+    x = theirs.features(examples)
+    return torch.transpose(torch.transpose(x, 1, 3), 1, 2).contiguous().view(x.size(0), -1)
+
+
+def test_front_end_matches_torchvggish_package(guitar):
+    # torchvggish's vggish_input (the release's numpy mel_features) on 16 kHz audio, which it does not resample.
+    vggish_input = pytest.importorskip("torchvggish.vggish_input")
+    audio = demo_guitar(4.0, RATE, seed=11, peak=0.8).astype(np.float64)[0]
+    theirs = vggish_input.waveform_to_examples(audio, RATE, return_tensor=False)
+    ours = vggish_examples(audio, RATE)
+    assert ours.shape == (theirs.shape[0], 1, 96, 64)
+    np.testing.assert_allclose(ours[:, 0], theirs, rtol=0, atol=1e-4)
+
+
+def test_pca_matches_torchvggish_postprocessor(vggish_file, guitar):
+    package = pytest.importorskip("torchvggish.torchvggish")
+    model, _ = vggish_file
+    rng = np.random.default_rng(8)
+    matrix, means = rng.normal(size=(128, 128)) * 30, rng.normal(size=128) * 0.01
+    postprocessor = object.__new__(package.Postprocessor)  # its __init__ downloads the release's PCA file
+    postprocessor._pca_matrix = torch.as_tensor(matrix).float()
+    postprocessor._pca_means = torch.as_tensor(means.reshape(-1, 1)).float()
+    model_with_pca = VGGish().eval()
+    model_with_pca.load_state_dict(model.state_dict())
+    model_with_pca.pca = VGGishPCA(matrix, means)
+    with torch.no_grad():
+        raw = model_with_pca(torch.from_numpy(vggish_examples(guitar[0], RATE)))
+        ours, theirs = model_with_pca.postprocess(raw), postprocessor.postprocess(raw)
+    assert len(torch.unique(theirs)) > 10
+    # The same float32 formula in a different order: a value at a .5 boundary may round the other way.
+    assert float((ours != theirs).float().mean()) < 0.01 and float((ours - theirs).abs().max()) <= 1
