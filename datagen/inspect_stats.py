@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from manifests import SPLITS, ManifestError, read_manifests, read_shard
+from manifests.storage import as_path
 
 
 def _primary_value(row: dict) -> tuple[str, float] | None:
@@ -80,7 +81,7 @@ def plot_input_sdr(out_dir: str | Path, path: str | Path) -> None:
             axis.hist(values, bins=40, alpha=0.6, label=f"{split} ({len(values)})")
     axis.set_xlabel("input SDR of input against target (dB)")
     axis.set_ylabel("examples")
-    axis.set_title(f"Input SDR distribution: {Path(out_dir).name}")
+    axis.set_title(f"Input SDR distribution: {as_path(out_dir).name}")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -89,7 +90,7 @@ def plot_input_sdr(out_dir: str | Path, path: str | Path) -> None:
 
 def inspect_example(out_dir: str | Path, key: str, write_dir: str | Path | None = None) -> tuple[dict, list[Path]]:
     """The manifest row of ``key`` and, with ``write_dir``, its input and target written as WAV files."""
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir)  # a folder or an object-store URL: the shard is then read by range requests
     for rows in read_manifests(out_dir).values():
         for row in rows:
             if row["key"] == key:

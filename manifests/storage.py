@@ -349,7 +349,10 @@ class RangeReader:
         self.remote, self.size = remote, int(info["size"])
         self.block_bytes = int(block_bytes)
         self.cache = BLOCK_CACHE if cache is None else cache
-        self._identity = (remote.url, str(info.get("ETag") or info.get("etag") or info.get("mtime") or ""), self.size)
+        # What tells a replaced object from the old one: its ETag (S3, GCS, Azure), else its times.
+        version = tuple(str(info.get(k)) for k in ("ETag", "etag", "LastModified", "updated", "last_modified",
+                                                    "mtime", "created") if info.get(k) is not None)
+        self._identity = (remote.url, version, self.size)
 
     def pread(self, count: int, offset: int) -> bytes:
         """Up to ``count`` bytes from ``offset`` (fewer only at the end of the object), like ``os.pread``."""
@@ -709,6 +712,12 @@ class _Publisher:
             target = self.staging / ".build/config.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(config.read_bytes())
+            self.on_remote[".build/config.json"] = _sha256(target)
+        # The records too (small), so the local build sees a finished build as finished.
+        records = sorted(f for f in self.remote_files if f in (*_COMPLETION, "README.md") or f.startswith("manifest/"))
+        download_tree(self.remote, self.staging, records)
+        for relpath in records:
+            self.on_remote[relpath] = _sha256(self.staging / relpath)
         wanted = {}
         for name, entry in self.journal.items():
             relpath, digest = entry["result"]["relpath"], entry["result"].get("sha256")
@@ -742,6 +751,13 @@ class _Publisher:
         journal = self.staging / _JOURNAL
         if not journal.is_dir():
             return
+        config = self.staging / ".build/config.json"  # the journal means nothing without the config it is for
+        if config.is_file():
+            with self._upload_lock:
+                digest = _sha256(config)
+                if self.on_remote.get(".build/config.json") != digest:
+                    self._uncomplete()
+                    self._upload(".build/config.json", digest)
         for entry_path in sorted(journal.glob("*.json")):
             name = _JOURNAL + entry_path.name
             try:

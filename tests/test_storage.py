@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datagen.build import build
+from datagen.build import BuildError, build
 from datagen.cli import main as datagen_main
 from datagen.config import BuildConfig
 from datagen.demo import demo_guitar
@@ -242,8 +242,9 @@ def test_overwrite_on_s3_replaces_only_what_the_records_list(s3, clean, local_an
     _, remote = local_and_remote
     out = f"{s3}/replace"
     build(_config(clean), out, progress=False, log=lambda _: None)
-    with pytest.raises(StorageError, match=f"{out} holds .*different config"):
+    with pytest.raises(BuildError, match=f"{out} holds a finished build with a different config"):
         build(_config(clean, sweep="3"), out, progress=False, log=lambda _: None)
+    assert verify_dataset(out) == [] and (as_path(out) / "SHA256SUMS").exists()  # a refused build changes nothing
     build(_config(clean, sweep="3"), out, overwrite=True, progress=False, log=lambda _: None)
     expected = tmp_path / "expected"
     build(_config(clean, sweep="3"), expected, progress=False, log=lambda _: None)
