@@ -44,9 +44,9 @@ from manifests.paths import path_problem, require_path
 from .bounds import check_plan_size
 from .config import CODECS, BuildConfig, source_kind
 from .executors import make_runner
-from .plan import ShardSpec, plan
+from .plan import ShardSpec, check_planned_splits, check_rendered_splits, plan
 from .render import ShardResult
-from .sources import SourceFile, discover
+from .sources import SourceFile, discover, screen_sources
 
 _BUILD_DIR = ".build"
 #: What a build writes at the top of OUT (an object-store --out holding anything else is refused).
@@ -58,8 +58,10 @@ _DATASET_DIRS = (*SPLITS, "manifest")
 _SHARD_FILE = re.compile(r"(?:train|valid|test)/[a-z0-9-]+\.tar")
 _MANIFEST_FILE = re.compile(r"manifest/(?:train|valid|test)\.parquet")
 _JOURNAL_FILE = re.compile(r"(?:train|valid|test)-\d{6}\.json")
-#: Say "compiling kernels" when preparing them takes longer than this (loading them from numba's cache is quicker).
-_COMPILE_NOTICE_SECONDS = 1.5
+#: Say "compiling kernels" once preparing them has used this much CPU time: loading them from numba's cache
+#: takes about 1 s of CPU, compiling them 15-60 s. CPU time, not wall time: a busy machine must not make a
+#: cached load look like a compile.
+_COMPILE_NOTICE_SECONDS = 3.0
 #: Bytes read from the start, middle and end of a source for its content fingerprint.
 _FINGERPRINT_BLOCK = 64 * 1024
 
@@ -471,10 +473,15 @@ def _warm_kernels(spec: ShardSpec, log: Callable[[str], None]) -> None:
     tone = 0.5 * np.sin(2 * np.pi * 220 * np.arange(frames) / settings.sample_rate)
     clean = np.repeat(tone[None, :], channels, axis=0).astype(np.float32)
     done = threading.Event()
+    cpu_started = time.process_time()
 
     def notice() -> None:
-        if not done.wait(_COMPILE_NOTICE_SECONDS):
-            log("compiling kernels, first run only (up to a minute; cached for later builds) ...")
+        while True:
+            if time.process_time() - cpu_started >= _COMPILE_NOTICE_SECONDS:
+                log("compiling kernels, first run only (up to a minute; cached for later builds) ...")
+                return
+            if done.wait(0.2):
+                return
 
     watcher = threading.Thread(target=notice, name="compile-notice", daemon=True)
     watcher.start()
@@ -595,11 +602,16 @@ def build(config: BuildConfig, out_dir: str | os.PathLike, workers: int = 1, das
     digest = config_hash(config_dict)
 
     sources, skipped_files = discover(config.source, config.group_by, sample_rate=config.sample_rate)
-    skipped = [{"path": s.path, "reason": s.reason} for s in skipped_files]
+    # Each file wholly in or wholly out, decided here (every file read once) before anything is rendered.
+    sources, screened = screen_sources(sources, config.segment_seconds, config.keep_channels, progress=progress)
+    skipped = [{"path": s.path, "reason": s.reason}
+               for s in sorted([*skipped_files, *screened], key=lambda s: s.path)]
     if strict and skipped:
-        raise BuildError(f"{skipped[0]['path']}: {skipped[0]['reason']}")
+        raise BuildError(f"--strict: {len(skipped)} source file{'s' if len(skipped) > 1 else ''} cannot be used; "
+                         f"first {skipped[0]['path']}: {skipped[0]['reason']}")
     check_plan_size(config, sources, allow_large=allow_large)
     specs, info = plan(config, sources, strict=strict)
+    check_planned_splits(config, info)
     if not specs:
         raise BuildError("nothing to build: no source is long enough for one segment of "
                          f"{config.segment_seconds:g} s")
@@ -680,6 +692,11 @@ def _render_and_finish(config: BuildConfig, config_dict: dict, digest: str, out_
         session.changed = True
         path.unlink(missing_ok=True)
     _prune_empty_folders(work)
+    examples, silent = dict.fromkeys(SPLITS, 0), dict.fromkeys(SPLITS, 0)
+    for spec in specs:
+        examples[spec.split] += len(results[spec.relpath].rows)
+        silent[spec.split] += results[spec.relpath].silent_segments
+    check_rendered_splits(config, examples, silent)
 
     report = _finish(config, config_dict, digest, work, specs, results, info, skipped, source_root)
     report.reused_shards = reused_count

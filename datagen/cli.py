@@ -28,6 +28,8 @@ def parse_effect_args(pairs: list[str]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"--effect-arg expects NAME=VALUE, got {pair!r}")
+        if name.strip() in values:  # the last one winning silently would hide a typo
+            raise ValueError(f"--effect-arg {name.strip()} given twice ({values[name.strip()]} and {value.strip()})")
         values[name.strip()] = value.strip()
     return values
 
@@ -100,6 +102,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
             raise ValueError(f"{args.from_card} was built from a {published_kind} source; --source {args.source} "
                              f"is a {source_kind(args.source)} source")
     if args.recipe:
+        recipe_effect = RECIPES[args.recipe]["effect"]
+        if args.effect is not None and args.effect != recipe_effect:
+            raise ValueError(f"--recipe {args.recipe} renders {recipe_effect}, --effect says {args.effect}: "
+                             "give one or the other")
         settings.update(RECIPES[args.recipe], recipe=args.recipe, name=args.name or args.recipe)
     explicit = {
         "name": args.name, "source": args.source, "group_by": args.group_by, "sample_rate": args.sample_rate,

@@ -96,9 +96,92 @@ class _ShardFiller:
         self.examples, self.sources, self.size_bytes = [], {}, 0
 
 
+class EmptySplitError(ValueError):
+    """A split the config promises (a positive share in --splits) would hold no example: says why and what to change."""
+
+
+def promised_splits(config: BuildConfig) -> list[str]:
+    """The splits a build must fill: those with a positive share in ``config.split_ratios``."""
+    return [split for split, share in zip(SPLITS, config.split_ratios, strict=True) if share > 0]
+
+
+def _without(config: BuildConfig, empty: list[str]) -> str:
+    """``--splits`` text of the config's ratios (percent) with the ``empty`` splits set to 0."""
+    shares = [0.0 if split in empty else share for split, share in zip(SPLITS, config.split_ratios, strict=True)]
+    return ":".join(f"{100 * share:.3g}" for share in shares)
+
+
+def check_planned_splits(config: BuildConfig, info: dict) -> None:
+    """Refuse a plan that leaves a promised split without examples (before anything is rendered).
+
+    ``info`` is :func:`plan`'s second result. Raises :class:`EmptySplitError` naming the split, why (no group
+    was assigned to it: too few files, or one folder with ``--group-by parent``) and what to change.
+    """
+    empty = [split for split in promised_splits(config) if info["planned"][split]["examples"] == 0]
+    if not empty:
+        return
+    assignment = info["assignment"]
+    groups = len(assignment)
+    split = empty[0]
+    got = [s for s in empty if any(v == s for v in assignment.values())]
+    if split in got:  # groups assigned, but none of their files gave a segment
+        why = "its groups' files give no segment"
+        change = f"use a shorter --segment-seconds (now {config.segment_seconds:g})"
+    else:
+        unit = "source folder" if config.group_by == "parent" else "file"
+        where = ", ".join(f"{s} {sum(1 for v in assignment.values() if v == s)}" for s in SPLITS
+                          if any(v == s for v in assignment.values()))
+        why = (f"the {groups} group{'s' if groups != 1 else ''} (one per {unit}, --group-by {config.group_by}) "
+               f"all went to other splits ({where})")
+        change = ("add recordings" if config.group_by == "file" else
+                  "add source folders, use --group-by file (if takes of one song may straddle splits)")
+    names = " and ".join(empty)
+    raise EmptySplitError(f"split{'s' if len(empty) > 1 else ''} {names} would have no examples: {why}; {change}, "
+                          f"or promise no {names} with --splits {_without(config, empty)}")
+
+
+def check_rendered_splits(config: BuildConfig, examples: dict[str, int], silent_segments: dict[str, int]) -> None:
+    """Refuse a build whose rendering left a promised split without examples (every segment near-silent).
+
+    ``examples`` and ``silent_segments`` map each split to its rendered examples and dropped segments.
+    """
+    empty = [split for split in promised_splits(config) if examples.get(split, 0) == 0]
+    if not empty:
+        return
+    split = empty[0]
+    dropped = silent_segments.get(split, 0)
+    why = (f"all {dropped} of its segments are near-silent (RMS below --silence-db {config.silence_db:g} dBFS)"
+           if dropped else "no example was rendered for it")
+    raise EmptySplitError(f"split {split} has no examples: {why}; lower --silence-db (default -60 dBFS) or "
+                          f"check the sources' levels, or promise no {split} with --splits {_without(config, empty)}")
+
+
+#: Hex digits of the source id's digest in its key prefix: 64 bits (6 digits, 24 bits, collided among ~25,000
+#: names whose slugs end alike). :func:`plan` still refuses, naming both files, two ids with one prefix.
+_KEY_DIGEST_HEX = 16
+
+
 def source_key(source_id: str) -> str:
-    """The key prefix of a source: readable slug plus a digest, so different ids never collide."""
-    return f"{slugify(source_id)[-40:].strip('-') or 'x'}-{stable_digest(source_id, 6)}"
+    """The key prefix of a source: the end of its readable slug plus a 64-bit digest of the whole id."""
+    return f"{slugify(source_id)[-40:].strip('-') or 'x'}-{stable_digest(source_id, _KEY_DIGEST_HEX)}"
+
+
+class KeyCollisionError(ValueError):
+    """Two sources whose ids give the same key prefix; the message names both files."""
+
+
+def _source_prefixes(sources: list[SourceFile]) -> dict[str, str]:
+    """source_id -> key prefix, refusing (KeyCollisionError) two ids with one prefix (would merge their examples)."""
+    owners: dict[str, str] = {}
+    prefixes = {}
+    for source in sources:
+        prefix = source_key(source.source_id)
+        if prefix in owners and owners[prefix] != source.source_id:
+            raise KeyCollisionError(f"{owners[prefix]} and {source.source_id} get the same example key prefix "
+                                    f"{prefix!r}; rename one of the two files")
+        owners[prefix] = source.source_id
+        prefixes[source.source_id] = prefix
+    return prefixes
 
 
 def split_groups(config: BuildConfig, sources: list[SourceFile]) -> dict[str, str]:
@@ -123,6 +206,7 @@ def plan(config: BuildConfig, sources: list[SourceFile], strict: bool = False) -
     settings = RenderSettings(config.sample_rate, config.keep_channels, config.segment_seconds, config.silence_db,
                               config.effect, config.dry_gain, config.online, config.codec, strict)
     assignment = split_groups(config, sources)
+    prefixes = _source_prefixes(sources)
     _, _, _, bytes_per_sample = CODECS[config.codec]
     channels_of = (lambda s: s.channels) if config.keep_channels else (lambda s: 1)
     files_per_example = 1 if config.online else 2
@@ -136,7 +220,7 @@ def plan(config: BuildConfig, sources: list[SourceFile], strict: bool = False) -
         # starts with its source's prefix and segment, so a segment's variants stay together.
         pending: list[tuple[ExampleSpec, SourceFile, int]] = []
         for source in (s for s in sources if assignment[s.group_id] == split):
-            prefix = source_key(source.source_id)
+            prefix = prefixes[source.source_id]
             example_bytes = files_per_example * segment_frames * channels_of(source) * bytes_per_sample
             example_bytes += _EXAMPLE_OVERHEAD_BYTES
             for segment_index, start in enumerate(segment_starts(source.duration_seconds, config.segment_seconds)):

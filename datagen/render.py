@@ -40,7 +40,9 @@ class ShardResult:
     size_bytes: int
     rows: list[dict]
     silent_segments: int = 0
-    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"} of sources that failed to load
+    # Always empty since sources are screened before rendering (datagen.sources.screen_sources); kept so that
+    # journal entries of earlier builds still load.
+    skipped: list[dict] = field(default_factory=list)
     seconds_in: float = 0.0
     seconds_out: float = 0.0
     wall_seconds: float = 0.0
@@ -170,30 +172,27 @@ def render_shard(spec: ShardSpec, out_dir: str | Path) -> ShardResult:
     """Render ``spec`` into ``out_dir / spec.relpath``; returns its checksum and manifest rows.
 
     Examples arrive in key order, so a segment's variants are adjacent: each segment is loaded and its
-    target encoded once. The shard is streamed to disk example by example. Sources that cannot be
-    loaded are skipped (listed in the result) unless the settings are strict, in which case the
-    AudioFileError propagates. Near-silent segments are dropped and counted.
+    target encoded once. The shard is streamed to disk example by example. Near-silent segments are dropped
+    and counted.
+
+    Sources were checked whole before planning (:func:`datagen.sources.screen_sources`), so a source that
+    fails to load here changed or broke since: the AudioFileError propagates and the build stops, rather
+    than keep some of the file's segments and not others (the shard being written is discarded).
     """
     started = time.perf_counter()
     settings = spec.settings
     sources = {s.source_id: s for s in spec.sources}
     result = ShardResult(spec.relpath, "", 0, [])
-    failed: set[str] = set()
     with ShardWriter(Path(out_dir) / spec.relpath) as shard:
         for (source_id, _), examples in groupby(spec.examples, key=lambda e: (e.source_id, e.segment_index)):
             source = sources[source_id]
-            if source_id in failed:
-                continue
             examples = list(examples)
             try:
                 clean = load_region(source, examples[0].start_seconds, settings.segment_seconds,
                                     settings.sample_rate, settings.keep_channels)
             except AudioFileError as error:
-                if settings.strict:
-                    raise
-                failed.add(source_id)
-                result.skipped.append({"path": source_id, "reason": str(error)})
-                continue
+                raise AudioFileError(f"{error} (it read whole when checked before rendering: has it changed? "
+                                     "The build stops rather than keep part of the file)") from None
             if is_near_silent(clean, settings.silence_db):
                 result.silent_segments += 1
                 continue

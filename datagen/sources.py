@@ -96,7 +96,11 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file that looked like audio but cannot be used, with the reason (names the problem)."""
+    """A file that looked like audio but cannot be used, with the reason (names the problem).
+
+    ``path`` is relative to the source root ('/' separators, like ``SourceFile.source_id``), so that what a
+    release records does not depend on where the sources lie.
+    """
 
     path: str
     reason: str
@@ -180,7 +184,7 @@ def discover(spec: str | None, group_by: str = "file",
     if not sources:
         first = skipped[0]
         raise ValueError(f"{root}: none of the {len(skipped)} audio files is usable "
-                         f"(first: {first.path}: {first.reason})")
+                         f"(first: {root / first.path}: {first.reason})")
     sources.sort(key=lambda s: s.source_id)
     skipped.sort(key=lambda s: s.path)
     return sources, skipped
@@ -242,22 +246,171 @@ def _read_header(path: Path, source_id: str, group_id: str,
     # and a FIFO would block the open forever.
     problem = path_problem(path, "file")
     if problem is not None:
-        return SkippedFile(str(path), problem)
+        return SkippedFile(source_id, problem)
     try:
         info = sf.info(str(path))
     except (RuntimeError, OSError, ValueError, TypeError) as error:
         # soundfile raises LibsndfileError (a RuntimeError) for corrupt files, OSError for unreadable ones.
-        return SkippedFile(str(path), f"not readable as audio ({_one_line(error)})")
+        return SkippedFile(source_id, f"not readable as audio ({_one_line(error)})")
     if info.frames <= 0:
-        return SkippedFile(str(path), "contains no samples (0 frames)")
+        return SkippedFile(source_id, "contains no samples (0 frames)")
     if info.samplerate <= 0 or info.channels < 1:
-        return SkippedFile(str(path), f"invalid header ({info.samplerate} Hz, {info.channels} channels)")
+        return SkippedFile(source_id, f"invalid header ({info.samplerate} Hz, {info.channels} channels)")
     return SourceFile(source_id, str(path), group_id, native_split, int(info.samplerate), int(info.frames),
                       int(info.channels))
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Screening: each file wholly in or wholly out, decided before rendering
+# ---------------------------------------------------------------------------------------------------------
+
+#: Native sample rates a header may claim, in Hz. Outside this range the header is taken as corrupt: a claim of
+#: 1 Hz makes a 200-kB file look 28 hours long, one of 2 GHz makes a 3-minute take look 0.1 ms long.
+SOURCE_RATE_RANGE = (1000, 768000)
+#: Frames read per block while screening (bounded memory whatever the file's length).
+_SCREEN_BLOCK_FRAMES = 1 << 18
+
+
+def check_source(source: SourceFile, segment_seconds: float) -> str | None:
+    """Why ``source`` cannot be used whole, in a few words, or None when it can.
+
+    A file is used whole or not at all, and that is decided here, before anything is rendered: a file that
+    failed half-way through rendering would otherwise leave its earlier segments in the corpus. Checks, in
+    order: a sample rate outside SOURCE_RATE_RANGE; a WAV whose header promises more data than the file holds;
+    a file too short for one segment (:func:`segment_starts` gives none: under half of ``segment_seconds``);
+    then every frame is read (in blocks, float32) and must be readable and finite, and as many as the
+    header promises. The demo corpus is generated, never checked.
+    """
+    if source.is_demo:
+        return None
+    rate = source.sample_rate
+    low, high = SOURCE_RATE_RANGE
+    if not low <= rate <= high:
+        return f"implausible sample rate in its header: {rate:,} Hz (accepted: {low:,} to {high:,} Hz)"
+    promised = _wav_promised_frames(source.path)
+    if promised is not None and promised > source.frames:
+        return f"truncated: header says {promised / rate:.1f} s, file holds {source.frames / rate:.1f} s"
+    if not segment_starts(source.duration_seconds, segment_seconds):
+        return (f"shorter than one segment: {source.duration_seconds:.2f} s, segments are {segment_seconds:g} s "
+                f"(a file needs at least half a segment, {segment_seconds / 2:g} s; it is then zero-padded)")
+    return _read_whole(source)
+
+
+def _read_whole(source: SourceFile) -> str | None:
+    """Read every frame of ``source``; the reason it is unusable, or None."""
+    rate, expected = source.sample_rate, source.frames
+    read = 0
+    bad_first = bad_last = -1
+    try:
+        with open_audio(source.path) as handle:
+            if handle.samplerate != rate or handle.channels != source.channels:
+                return (f"changed since discovery (now {handle.samplerate} Hz, {handle.channels} channels; "
+                        f"was {rate} Hz, {source.channels} channels)")
+            while True:
+                block = handle.read(_SCREEN_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    break
+                finite = np.isfinite(block).all(axis=1)
+                if not finite.all():
+                    bad = np.flatnonzero(~finite)
+                    bad_first = read + int(bad[0]) if bad_first < 0 else bad_first
+                    bad_last = read + int(bad[-1]) + 1
+                read += len(block)
+                if read > expected:
+                    break
+    except AudioFileError as error:
+        return str(error).removeprefix(f"{source.path}: ")
+    except (RuntimeError, OSError, ValueError) as error:
+        return (f"truncated or corrupt: header says {expected / rate:.1f} s, only the first {read / rate:.1f} s "
+                f"can be read ({_one_line(error)})")
+    if bad_first >= 0:
+        return f"non-finite samples (NaN or inf) between {bad_first / rate:.2f} s and {bad_last / rate:.2f} s"
+    if read < expected:
+        return f"truncated: header says {expected / rate:.1f} s, file holds {read / rate:.1f} s"
+    if read > expected:
+        return f"holds more frames than its header says ({expected} frames, {expected / rate:.1f} s)"
+    return None
+
+
+def _wav_promised_frames(path: str) -> int | None:
+    """Frames a RIFF WAV's header promises (its data chunk's size / block align), or None when not a RIFF WAV
+    or the size is a streaming placeholder (0 or 0xFFFFFFFF). libsndfile silently reads what is there."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if name == b"fmt ":
+                    body = handle.read(size + (size & 1))
+                    if len(body) < 16:
+                        return None
+                    block_align = int.from_bytes(body[12:14], "little")
+                elif name == b"data":
+                    if size in (0, 0xFFFFFFFF) or block_align <= 0:
+                        return None
+                    return size // block_align
+                else:
+                    handle.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def check_channel_counts(sources: list[SourceFile]) -> None:
+    """Refuse sources of mixed channel counts (for ``--channels keep``): a batch stacks examples of one shape.
+
+    Raises ValueError in one line naming each count with (up to three of) its files, and the way out.
+    """
+    by_count: dict[int, list[str]] = {}
+    for source in sources:
+        by_count.setdefault(source.channels, []).append(source.source_id)
+    if len(by_count) <= 1:
+        return
+    parts = []
+    for count, names in sorted(by_count.items()):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        parts.append(f"{len(names)} with {count} channel{'s' if count > 1 else ''} ({shown})")
+    raise ValueError("--channels keep needs every source to have the same channel count, found "
+                     + "; ".join(parts) + ": use --channels mono, or sources of one channel count")
+
+
+def screen_sources(sources: list[SourceFile], segment_seconds: float, keep_channels: bool = False,
+                   progress: bool = False) -> tuple[list[SourceFile], list[SkippedFile]]:
+    """Split ``sources`` into those used whole and those left out (with reasons, see :func:`check_source`).
+
+    Reads every source file once. With ``keep_channels`` the kept sources must share one channel count
+    (:func:`check_channel_counts`). Raises ValueError when no source is left.
+    """
+    from tqdm import tqdm
+
+    kept: list[SourceFile] = []
+    skipped: list[SkippedFile] = []
+    files = [s for s in sources if not s.is_demo]
+    bar = tqdm(total=len(files), unit="file", desc="checking sources", disable=not progress or not files)
+    for source in sources:
+        reason = check_source(source, segment_seconds)
+        if reason is None:
+            kept.append(source)
+        else:
+            skipped.append(SkippedFile(source.source_id, reason))
+        if not source.is_demo:
+            bar.update(1)
+    bar.close()
+    if not kept:
+        first = skipped[0]
+        raise ValueError(f"none of the {len(skipped)} source files can be used (first: {first.path}: {first.reason})")
+    if keep_channels:
+        check_channel_counts(kept)
+    return kept, skipped
 
 
 # ---------------------------------------------------------------------------------------------------------

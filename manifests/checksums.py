@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -119,12 +120,36 @@ def read_sha256sums(out_dir: str | os.PathLike) -> dict[str, str]:
     return entries
 
 
+def not_regular(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a regular file that can be read to its end (a FIFO would block a reader forever, a
+    device such as /dev/zero never ends), or None. Only ``stat`` is called (following symlinks): it never blocks.
+    A missing path is None: the caller reports it in its own words."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"cannot be read ({os.strerror(error.errno or 0) or error})"
+    if stat.S_ISREG(mode):
+        return None
+    return "is a folder, not a file" if stat.S_ISDIR(mode) else "is not a regular file (a FIFO, socket or device)"
+
+
 def check_sha256sums(out_dir: str | os.PathLike) -> list[str]:
-    """Re-hash every file listed in ``OUT/SHA256SUMS``; returns problems (empty when all match), each naming a file."""
+    """Re-hash every file listed in ``OUT/SHA256SUMS``; returns problems (empty when all match), each naming a file.
+
+    Only regular files are read: an entry that is a FIFO or a device (or a symlink to one) is a problem.
+    """
     out_dir = Path(out_dir)
+    problems = []
+    if (refused := not_regular(out_dir / SHA256SUMS)) is not None:
+        return [f"{out_dir / SHA256SUMS}: {refused}"]
     entries, problems = _parse(out_dir)
     for relpath, expected in entries.items():
         path = out_dir / relpath
+        if (refused := not_regular(path)) is not None:
+            problems.append(f"{path}: {refused}")
+            continue
         try:
             actual = sha256_file(path)
         except FileNotFoundError:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .checksums import SHA256SUMS, _parse, check_sha256sums, pcm_sha256
+from .checksums import SHA256SUMS, _check_relpath, _parse, check_sha256sums, not_regular, pcm_sha256
 from .dataset_info import DATASET_JSON, read_json
-from .flac import decode_flac, to_float32
+from .flac import decode_flac, pcm_md5, read_flac_header, to_float32
 from .keys import ManifestError
 from .schema import manifest_path, read_manifest
 from .shards import SPLITS, read_shard
@@ -32,10 +32,14 @@ def _decode(extension: str, data: bytes) -> tuple[np.ndarray, int]:
     """(channels, samples) float32 and the sample rate of one member.
 
     FLAC goes through our decoder, which checks every frame's CRC-8 and CRC-16 (libsndfile reads past a
-    flipped bit in the residual without a word); anything else through libsndfile.
+    flipped bit in the residual without a word), and the samples' MD5 when STREAMINFO holds one (all zeros
+    means "not computed", as in members written before encoder version 2); anything else through libsndfile.
     """
     if extension.endswith(".flac") and data[:4] == b"fLaC":
         samples, sample_rate, bits = decode_flac(data)
+        recorded = read_flac_header(data).md5
+        if recorded != bytes(16) and pcm_md5(samples, bits) != recorded:
+            raise ValueError(f"the decoded samples do not match the MD5 in STREAMINFO ({recorded.hex()})")
         return to_float32(samples, bits), sample_rate
     audio, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return audio.T, sample_rate
@@ -69,7 +73,16 @@ def _check_audio(shard: Path, key: str, extension: str, data: bytes, row: dict |
 
 def _check_shard(out_dir: Path, relpath: str, rows: dict[str, dict], problems: list[str]) -> None:
     """Read one shard; check every member decodes and its keys are exactly the manifest's ``rows``."""
+    try:
+        _check_relpath(relpath)
+    except ManifestError:
+        problems.append(f"{out_dir / 'manifest'}: shard {relpath!r} is not a path inside the dataset (refused; "
+                        f"only SPLIT/NAME.tar files under {out_dir} are read)")
+        return
     shard = out_dir / relpath
+    if (refused := not_regular(shard)) is not None:
+        problems.append(f"{shard}: {refused}")
+        return
     if not shard.exists():
         problems.append(f"{shard}: missing (the manifest lists {len(rows)} examples in it)")
         return
@@ -133,7 +146,9 @@ def verify_dataset(out_dir: str | os.PathLike) -> list[str]:
     manifests: dict[str, list[dict]] = {}
     for split in SPLITS:
         path = manifest_path(out_dir, split)
-        if path.exists():
+        if (refused := not_regular(path)) is not None:
+            problems.append(f"{path}: {refused}")
+        elif path.exists():
             try:
                 manifests[split] = read_manifest(path)
             except ManifestError as error:
@@ -157,6 +172,9 @@ def verify_dataset(out_dir: str | os.PathLike) -> list[str]:
         _check_shard(out_dir, relpath, by_shard.get(relpath, {}), problems)
 
     # (d) dataset.json's counts.
+    if (refused := not_regular(out_dir / DATASET_JSON)) is not None:
+        problems.append(f"{out_dir / DATASET_JSON}: {refused}")
+        return problems
     try:
         info = read_json(out_dir / DATASET_JSON)
     except ManifestError as error:
@@ -180,4 +198,11 @@ def verify_dataset(out_dir: str | os.PathLike) -> list[str]:
             if entry["shards"] != tars:
                 problems.append(f"{dataset_json}: splits.{split}.shards is {entry['shards']}, "
                                 f"{out_dir / split} holds {tars} shards")
+    # (e) every split the config promises (a positive share) holds examples: an empty one is a failed build.
+    ratios = (info.get("config") or {}).get("split_ratios")
+    if isinstance(ratios, list) and len(ratios) == len(SPLITS):
+        for split, share in zip(SPLITS, ratios, strict=True):
+            if isinstance(share, int | float) and share > 0 and not manifests.get(split):
+                problems.append(f"{dataset_json}: split {split} is promised (a {100 * share:.3g}% share in "
+                                f"config.split_ratios) but holds no examples")
     return problems

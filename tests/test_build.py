@@ -165,7 +165,9 @@ def test_bad_files_are_skipped_with_reasons_and_good_ones_kept(corpus, reference
 
 
 def test_group_by_parent_keeps_folders_together(corpus, tmp_path):
-    build(_config(corpus, group_by="parent"), tmp_path / "out", progress=False, log=lambda _: None)
+    # Two folders are two groups: promise two splits (a test split could not be filled and would be an error).
+    build(_config(corpus, group_by="parent", split_ratios=(0.2, 0.8, 0.0)), tmp_path / "out", progress=False,
+          log=lambda _: None)
     rows = [row for rows in read_manifests(tmp_path / "out").values() for row in rows]
     for folder in ("band-a", "band-b"):
         assert len({r["split"] for r in rows if r["source_id"].startswith(folder)}) == 1
@@ -192,8 +194,9 @@ def test_silent_segments_are_dropped_and_counted(tmp_path):
     audio = demo_guitar(4.0, 16000, seed=1)
     audio[:, :32000] = 0.0  # the first two 1-s... segments of 2 s: the first is silent
     sf.write(source / "a.wav", audio.T, 16000)
-    report = build(BuildConfig(source=str(source), segment_seconds=2.0, sweep="30"), tmp_path / "out",
-                   progress=False, log=lambda _: None)
+    # One file fills one split: promise only train.
+    report = build(BuildConfig(source=str(source), segment_seconds=2.0, sweep="30", split_ratios=(1.0, 0.0, 0.0)),
+                   tmp_path / "out", progress=False, log=lambda _: None)
     assert report.silent_segments == 1 and report.examples == 1
 
 

@@ -73,7 +73,8 @@ def test_discover_folder_finds_audio_sorted_with_headers(folder: Path):
     assert set(reasons) == {"corrupt.wav", "empty.wav"}
     assert "not readable as audio" in reasons["corrupt.wav"]
     assert "no samples" in reasons["empty.wav"]
-    assert all(Path(s.path).is_absolute() for s in skipped)
+    # Relative to the source root, like source ids: a release must not depend on where the sources lie.
+    assert all(not Path(s.path).is_absolute() and (folder / s.path).is_file() for s in skipped)
 
 
 def test_discover_folder_prefix_and_group_by_parent(folder: Path):
