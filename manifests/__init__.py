@@ -27,6 +27,7 @@ from .shards import (
     shard_relpath,
     write_shard,
 )
+from .wds_audio import decode_audio, wds_audio  # after .shards: the name wds_audio is the handler, not the module
 
 # The parquet side (pyarrow, ~60 MB resident) loads on first use: build workers write shards only.
 _LAZY = {"MANIFEST_SCHEMA": "schema", "manifest_path": "schema", "read_manifest": "schema",
@@ -44,8 +45,10 @@ def __getattr__(name: str):
 __all__ = [
     "DATASET_JSON", "KEY_PATTERN", "MANIFEST_SCHEMA", "SPLITS", "ManifestError", "ShardInfo", "ShardMember",
     "ShardWriter",
-    "check_sha256sums", "config_hash", "index_shard", "manifest_path", "pcm_sha256", "read_json", "read_manifest",
+    "check_sha256sums", "config_hash", "decode_audio",
+    "index_shard", "manifest_path", "pcm_sha256", "read_json", "read_manifest",
     "read_manifests",
     "read_sha256sums", "read_shard", "sha256_file", "shard_name", "shard_relpath", "slugify", "stable_digest",
-    "validate_key", "verify_dataset", "write_card", "write_json", "write_manifest", "write_sha256sums", "write_shard",
+    "validate_key", "verify_dataset", "wds_audio",
+    "write_card", "write_json", "write_manifest", "write_sha256sums", "write_shard",
 ]

@@ -88,6 +88,48 @@ def _member_layout(info: dict) -> tuple[list[str], str]:
     return lines, target.partition(".")[2] or "target.flac"
 
 
+def _loading_section(info: dict, splits: dict, target_extension: str) -> list[str]:
+    """The "Loading" section: two snippets that run as written from this card's folder (the tests execute them
+    verbatim from a built card), in a CPU-only environment: webdataset with our soundfile decode handler, and
+    Hugging Face datasets with the audio members as binary features (datasets >= 4 would decode audio through
+    torchcodec, which a CPU-only torch cannot load)."""
+    with_shards = [s for s in _ordered_splits(splits) if int(splits[s].get("shards", 0)) > 0] or ["train"]
+    first = with_shards[0]
+    members = info.get("members") or {"input": "KEY.input.flac", "target": "KEY.target.flac"}
+    audio = [m.partition(".")[2] for m in (members.get("input"), members.get("target")) if m]
+    hf_files = ", ".join(f'"{HF_SPLIT_NAMES.get(s, s)}": f"{{OUT}}/{s}/*.tar"' for s in with_shards)
+    binary = ", ".join(f'"{name}": Value("binary")' for name in audio)
+    hf_first = HF_SPLIT_NAMES.get(first, first)
+    return ["## Loading", "",
+            "Both snippets run as written from the folder holding this card (or set `OUT` to it); they need "
+            "`pip install dedistort` for its soundfile-based decoder (`manifests.wds_audio`, "
+            "`manifests.decode_audio`), which returns float32 audio shaped `(channels, samples)` and the sample "
+            "rate in Hz. No torchaudio or torchcodec is needed.", "",
+            "With webdataset:", "", "```python", "import glob", "",
+            "import webdataset as wds", "from manifests import wds_audio", "",
+            'OUT = "."  # the folder holding this card',
+            f'shards = sorted(glob.glob(f"{{OUT}}/{first}/*.tar"))',
+            "dataset = wds.WebDataset(shards, shardshuffle=False).decode(wds_audio)",
+            "sample = next(iter(dataset))",
+            f'target, sample_rate = sample["{target_extension}"]  # float32 (channels, samples), Hz',
+            'print(sample["__key__"], target.shape, sample_rate, sample["json"]["parameters"])', "```", "",
+            "With Hugging Face datasets (3.x and later): the audio members are loaded as bytes and decoded with "
+            "`decode_audio`. datasets 3 also loads the shards without `features=` (decoding audio with "
+            "soundfile); datasets 4 and later decode audio with torchcodec, which fails with a CPU-only torch, "
+            "so declare the audio members binary as here. The metadata's column types come from the manifest.",
+            "", "```python", "import pyarrow.parquet as pq", "from datasets import Features, Value, load_dataset",
+            "", "from manifests import decode_audio", "",
+            'OUT = "."  # the folder holding this card',
+            f'metadata = Features.from_arrow_schema(pq.read_schema(f"{{OUT}}/manifest/{first}.parquet"))',
+            f'features = Features({{{binary}, "json": dict(metadata),',
+            '                     "__key__": Value("string"), "__url__": Value("string")})',
+            f"data_files = {{{hf_files}}}",
+            'dataset = load_dataset("webdataset", data_files=data_files, features=features)',
+            f'example = dataset["{hf_first}"][0]',
+            f'target, sample_rate = decode_audio(example["{target_extension}"])  # float32 (channels, samples), Hz',
+            'print(example["__key__"], target.shape, sample_rate, example["json"]["parameters"])', "```", ""]
+
+
 def render_card(info: dict) -> str:
     """The card's full text for ``info`` (dataset.json's content plus a ``description``)."""
     name = str(info.get("name", "dataset"))
@@ -146,18 +188,7 @@ def render_card(info: dict) -> str:
               "`manifest/SPLIT.parquet` holds one row per example; `dataset.json` the full config, versions, "
               "counts and checksums.", ""]
 
-    hf_files = ", ".join(f'"{HF_SPLIT_NAMES.get(s, s)}": "OUT/{s}/*.tar"' for s in _ordered_splits(splits)
-                         if int(splits[s].get("shards", 0)) > 0) or '"train": "OUT/train/*.tar"'
-    first = next((s for s in _ordered_splits(splits) if int(splits[s].get("shards", 0)) > 0), "train")
-    lines += ["## Loading", "", "With webdataset:", "", "```python", "import glob", "import io", "",
-              "import soundfile as sf", "import webdataset as wds", "",
-              f'shards = sorted(glob.glob("OUT/{first}/*.tar"))',
-              "for sample in wds.WebDataset(shards, shardshuffle=False):",
-              f'    target, sample_rate = sf.read(io.BytesIO(sample["{target_extension}"]), dtype="float32")',
-              '    print(sample["__key__"], target.shape, sample_rate)', "```", "",
-              "With Hugging Face datasets:", "", "```python", "from datasets import load_dataset", "",
-              f'dataset = load_dataset("webdataset", data_files={{{hf_files}}})', "```", "",
-              "Replace `OUT` with the folder holding this card.", ""]
+    lines += _loading_section(info, splits, target_extension)
 
     source_arg = "demo" if source == "demo" else "DIR"
     lines += ["## Verifying", "", "```sh", "cd OUT && sha256sum -c SHA256SUMS", "datagen verify OUT", "```", "",
