@@ -271,3 +271,45 @@ def test_threaded_loader_reads_ahead_yet_yields_what_fresh_readers_yield(hardcli
     del loader
     gc.collect()
     assert threading.active_count() == before  # dropping the loader stops its readers
+
+
+def _crops(loader) -> list:
+    return sorted((k, round(float(t.sum()), 4)) for b in loader for k, t in zip(b["key"], b["target"], strict=True))
+
+
+def test_fresh_workers_read_a_new_reproducible_epoch_each_pass_without_set_epoch(hardclip_set):
+    # Non-persistent DataLoader workers (and Lightning, which never calls set_epoch on a dataset) copy the
+    # stream anew at each pass: the stream must still advance its own epoch.
+    def passes(count, persistent=False):
+        stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=8)
+        loader = data.make_loader(stream, 3, num_workers=2, persistent_workers=persistent)
+        return stream, loader, [_crops(loader) for _ in range(count)]
+
+    stream, loader, got = passes(3)
+    assert got[0] != got[1] != got[2] != got[0]
+    assert passes(3)[2] == got  # reproducible
+    assert passes(3, persistent=True)[2] == got  # as persistent workers count
+    for epoch in range(3):  # the same epochs as numbered explicitly
+        numbered = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=8)
+        numbered.set_epoch(epoch)
+        assert _crops(data.make_loader(numbered, 3, num_workers=2)) == got[epoch]
+    assert stream.epoch == 3
+    stream.set_epoch(1)  # an explicit epoch wins, for fresh workers ...
+    assert _crops(loader) == got[1] and _crops(loader) == got[2]
+    _, persistent, _ = passes(1, persistent=True)
+    persistent.dataset.set_epoch(0)  # ... and for persistent ones, whose copies it now reaches
+    assert _crops(persistent) == got[0]
+    evaluation = data.PairStream(hardclip_set, "test", crop_seconds=None, training=False)
+    test_loader = data.make_loader(evaluation, 2, num_workers=2)
+    assert _crops(test_loader) == _crops(test_loader) and evaluation.epoch == 0  # evaluation never advances
+
+
+def test_a_plain_pickle_keeps_the_epoch_count(hardclip_set):
+    import pickle
+
+    stream = data.PairStream(hardclip_set, "train", crop_seconds=0.5, seed=8)
+    stream.set_epoch(5)
+    copy = pickle.loads(pickle.dumps(stream))
+    assert copy.epoch == 5
+    copy.set_epoch(6)
+    assert stream.epoch == 5  # a pickled copy is on its own

@@ -68,7 +68,7 @@ def resolve(spec: str | Path, device: torch.device | str = "cpu", aspade_options
         return _aspade_method(aspade_options or {})
     if not Path(spec).is_file():
         raise ValueError(f"{spec}: neither a checkpoint file nor a method ({', '.join(BUILTIN_METHODS)})")
-    from .train import load_checkpoint, model_from_checkpoint
+    from .checkpoints import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(spec, device)
     model, config = model_from_checkpoint(state, device)

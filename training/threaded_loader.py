@@ -9,9 +9,10 @@ the audio (see benchmarks/bench_training.py).
 Semantics are DataLoader's with ``num_workers=threads``: readers are slots ``rank × threads + k`` of
 ``world_size × threads`` (so the dealing of :meth:`PairStream.assigned_rows` applies unchanged), each reader
 makes its own batches, and batches are taken from the readers in turn (reader 0's first batch, reader
-1's first, ..., reader 0's second, ...), which makes the order fixed whatever the threads' timing. A
-training pass drops each reader's incomplete last batch (readers have equal lengths, so all ranks take
-the same number of steps); evaluation keeps it.
+1's first, ..., reader 0's second, ...), which makes the order fixed whatever the threads' timing. Each
+reader's last batch may be short, in training too (dropping it would drop examples, or whole epochs when
+a reader's share is below one batch); readers have equal shares, so all ranks take the same number of
+steps. A training split smaller than one batch is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .data import PairStream, _rank_and_world
+from .data import PairStream, _rank_and_world, check_batch_size
 
 #: Batches a reader may hold ready ahead of the consumer.
 _PREFETCH_BATCHES = 2
@@ -46,8 +47,7 @@ class ThreadedLoader:
     """
 
     def __init__(self, stream: PairStream, batch_size: int = 16, threads: int = 2) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_batch_size(stream, batch_size)
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.stream, self.batch_size, self.threads = stream, batch_size, threads
@@ -130,7 +130,7 @@ def _read(stream: PairStream, batch_size: int, slot: int, slots: int, epoch: int
                     if not _put(out, torch.utils.data.default_collate(pending), stop):
                         return
                     pending = []
-            if pending and not stream.training:
+            if pending:  # a short last batch: every example of the reader's share is seen
                 if not _put(out, torch.utils.data.default_collate(pending), stop):
                     return
             if not _put(out, _EPOCH_END, stop) or not stream.training:
