@@ -8,6 +8,7 @@ from the shards it uploaded; unsupported or mistyped URLs are one-line errors, n
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -20,7 +21,7 @@ from datagen.build import BuildError, build
 from datagen.cli import main as datagen_main
 from datagen.config import BuildConfig
 from datagen.demo import demo_guitar
-from manifests import storage, verify_dataset
+from manifests import read_manifests, storage, verify_dataset
 from manifests.storage import BlockCache, RangeReader, RemotePath, StorageError, as_path
 
 BUCKET = "corpora"
@@ -191,15 +192,21 @@ def test_loader_reads_the_same_crops_from_s3_as_from_disk(local_and_remote, tmp_
     assert np.array_equal(written.T, here[0]["target"].numpy())
 
 
-def test_train_one_epoch_from_s3(local_and_remote, tmp_path):
+def test_train_and_evaluate_from_s3(local_and_remote, tmp_path):
     pytest.importorskip("torch")
-    from training.train import TrainConfig, train
+    from training.cli import main as dedistort_main
 
     _, remote = local_and_remote
-    config = TrainConfig(data=remote, model="waveunet", size="paper", epochs=1, batch_size=4, crop_seconds=0.5,
-                         learning_rate=1e-3, seed=0, max_batches_per_epoch=3)
-    summary = train(config, tmp_path / "run", progress=False, log=lambda _: None)
-    assert np.isfinite(summary["best_valid_si_sdr_db"]) and (tmp_path / "run" / "best.pt").exists()
+    run = tmp_path / "run"
+    assert dedistort_main(["train", "--data", remote, "--model", "waveunet", "--epochs", "1", "--batch-size", "4",
+                           "--crop-seconds", "0.5", "--max-batches", "2", "--out", str(run), "-q"]) == 0
+    assert (run / "best.pt").exists() and np.isfinite(json.loads((run / "summary.json").read_text())
+                                                        ["best_valid_si_sdr_db"])
+    results = tmp_path / "results"
+    assert dedistort_main(["evaluate", "--method", "input", "--data", remote, "--metrics", "sdr", "-o", str(results),
+                           "--workers", "1", "-q"]) == 0
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["examples"] == len(read_manifests(remote)["test"]) > 0
 
 
 def test_lock_object_keeps_a_second_build_out(s3, clean):
