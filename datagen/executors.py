@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -137,7 +138,10 @@ def run_dask(specs: Sequence[ShardSpec], out_dir: Path, address: str, workers: i
     cluster = None
     if address == "local":
         with _signals_blocked():
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            # A local cluster's own log lines (workers starting, stopping) are noise on a build's console:
+            # failures reach us as exceptions from the futures.
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.CRITICAL)
         client = Client(cluster)
         # Dask's worker processes already exit with their nanny's process (this one); the watch thread adds
         # the same promise for kill -9 on systems where that pipe outlives the parent.
@@ -150,12 +154,22 @@ def run_dask(specs: Sequence[ShardSpec], out_dir: Path, address: str, workers: i
             raise RuntimeError(f"--dask {address}: no Dask scheduler answered within {DASK_CONNECT_SECONDS:g} s "
                                f"({detail}); start one with `dask scheduler`, or use --dask local") from None
     futures = []
+    # An interrupt inside one of distributed's synchronous calls makes tornado log a traceback from the event
+    # loop thread (distributed's own cancel callback failing): not ours to show. Errors of the shards themselves
+    # still arrive as exceptions from future.result().
+    loop_log = logging.getLogger("tornado.application")
+    loop_level = loop_log.level
+    loop_log.setLevel(logging.CRITICAL)
     try:
         futures = client.map(_render_in_worker, list(specs), out_dir=str(out_dir), pure=False)
         for future in as_completed(futures):
             yield future.result()
             future.release()
     except BaseException:
+        # Stopping in the middle makes distributed and tornado log cancelled tasks and killed workers (with
+        # tracebacks from their event loop): the caller reports the interruption in one line instead.
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         with suppress(Exception):
             client.cancel(futures)
         raise
@@ -163,6 +177,7 @@ def run_dask(specs: Sequence[ShardSpec], out_dir: Path, address: str, workers: i
         client.close()
         if cluster is not None:
             cluster.close()
+        loop_log.setLevel(loop_level)
 
 
 def make_runner(workers: int, dask: str | None) -> Callable[[Sequence[ShardSpec], Path], Iterator[ShardResult]]:
