@@ -270,3 +270,23 @@ def test_source_on_s3_gives_the_local_build(s3, clean, local_and_remote, tmp_pat
     out = tmp_path / "from-s3"
     build(_config(clean, source=source), out, progress=False, log=lambda _: None)
     assert (out / "SHA256SUMS").read_bytes() == (local / "SHA256SUMS").read_bytes()
+
+
+def test_http_is_read_only_and_serves_ranges(local_and_remote):
+    """The same objects over plain HTTP (moto serves the bucket path-style): read by range requests."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("aiohttp")
+    from training.data import PairStream
+
+    local, remote = local_and_remote
+    bucket = as_path(remote)
+    for relpath in bucket.files():  # anonymous readers (plain HTTP) need public objects
+        bucket.fs.chmod((bucket / relpath).path, acl="public-read")
+    url = f"{os.environ['AWS_ENDPOINT_URL']}/{BUCKET}/hc"
+    here = list(PairStream(local, "valid", 0.5, training=True, seed=5))
+    there = list(PairStream(url, "valid", 0.5, training=True, seed=5))
+    assert [x["key"] for x in here] == [x["key"] for x in there]
+    assert all(torch.equal(a["input"], b["input"]) for a, b in zip(here, there, strict=True))
+    assert verify_dataset(url) == []
+    with pytest.raises(StorageError, match="read-only"):
+        build(BuildConfig(), url, progress=False, log=lambda _: None)
