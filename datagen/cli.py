@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_build(commands)
 
+    from .export_lhotse import add_export_parser
+
+    add_export_parser(commands)
     listing = commands.add_parser("effects", help="list the effects with their parameters, units and ranges")
     listing.set_defaults(run=_cmd_effects)
 
