@@ -53,12 +53,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(data=args.data, model=args.model, size=args.size, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
                          patience_epochs=args.patience, crop_seconds=args.crop_seconds, seed=args.seed,
-                         num_workers=args.workers, loader=args.loader, max_batches_per_epoch=args.max_batches)
+                         num_workers=args.workers, loader=args.loader, max_batches_per_epoch=args.max_batches,
+                         precision=args.precision, max_minutes=args.max_minutes)
     out = args.out or f"runs/{args.model}-{args.size}"
-    summary = train(config, out, resume=args.resume, progress=not args.quiet)
-    print(f"{out}: best validation SI-SDR {summary['best_valid_si_sdr_db']:.2f} dB at epoch {summary['best_epoch']}; "
-          f"checkpoint {summary['checkpoint']}")
+    summary = train(config, out, resume=args.resume, device=args.device, progress=not args.quiet)
+    if summary.get("world_size", 1) > 1 and not _is_rank_zero():
+        return 0  # rank 0 reports for the whole torchrun job
+    best = summary.get("best_valid_si_sdr_db")  # None (null in summary.json) when no epoch gave a finite score
+    print(f"{out}: best validation SI-SDR {'none' if best is None else f'{best:.2f} dB'} at epoch "
+          f"{summary['best_epoch']}; checkpoint {summary.get('checkpoint', 'none')}; {summary['stopped']}")
     return 0
+
+
+def _is_rank_zero() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _method_of(args: argparse.Namespace) -> str:
@@ -144,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--size", default="paper", choices=models.SIZES,
                        help="paper (Wave-U-Net and Demucs at ~1 M parameters) or original (default paper)")
     train.add_argument("--epochs", type=int, default=1000, help="passes over the training split (default 1000)")
-    train.add_argument("--batch-size", type=int, default=16, help="examples per batch (default 16)")
+    train.add_argument("--batch-size", type=int, default=16,
+                       help="examples per step (default 16); under torchrun the global batch, split over the ranks")
     train.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's original)")
     train.add_argument("--loss", default="si-sdr", choices=("si-sdr", "sdr"), help="negative SI-SDR or SDR")
     train.add_argument("--patience", type=int, default=150,
@@ -157,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="readers as threads of the training process (default: no copies between processes) "
                             "or as DataLoader worker processes")
     train.add_argument("--max-batches", type=int, default=0, help="cap batches per epoch, for trials (0: none)")
+    train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu); under "
+                                        "torchrun, cuda gives each rank cuda:LOCAL_RANK")
+    train.add_argument("--precision", default="32", choices=("32", "bf16", "16-mixed"),
+                       help="32: float32; bf16: bfloat16 autocast (CPU or GPU); 16-mixed: float16 autocast with "
+                            "gradient scaling (CUDA only). Weights stay float32 (default 32)")
+    train.add_argument("--max-minutes", type=float, default=0.0,
+                       help="time budget in minutes for this invocation: training stops after the epoch that "
+                            "crosses it, with its checkpoint written (continue with --resume; default 0: none)")
     train.add_argument("--out", help="run folder (default runs/MODEL-SIZE)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -170,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
                           help=f"comma-separated, from {', '.join(METRIC_NAMES)} "
                                f"(default {','.join(DEFAULT_METRICS)}); SDRs in dB, PEAQ as ODG in [-4, 0], "
-                               "R_nonlin in [0, 1], FAD per set")
+                               "R_nonlin (our calibrated variant of Tan et al. 2004) in [0, 1], FAD per set")
     evaluate.add_argument("--vggish", help="VGGish weights for FAD (a state dict such as torchvggish's "
                                            "vggish-10086976.pth); nothing is downloaded")
     evaluate.add_argument("--batch-size", type=int, default=4, help="examples per batch (default 4)")

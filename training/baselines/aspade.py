@@ -25,8 +25,9 @@ k starts at ``sparsity_step`` (s) and grows by s every ``sparsity_every`` (r) it
 when ‖A x − H_k(A x + u)‖₂ ≤ ``epsilon`` or after ``max_iterations``; its estimate is the iterate with the
 smallest residual, which is always inside Γ. The defaults (window 1024 and hop 256 at 16 kHz, s = r = 1,
 ε = 0.1) are Kitić et al.'s; the survey ran 44.1 kHz excerpts with window 8192, hop 2048 and r = 2
-(``main_spade_SQAM.m``), and with those settings this module reproduces the survey's published A-SPADE
-ΔSDR on its excerpts to 0.01 dB (checked on four excerpt/level pairs; see ``benchmarks/bench_aspade.py``).
+(``main_spade_SQAM.m``). With those settings, on the survey's excerpts, this module is meant to reproduce its
+published per-excerpt A-SPADE ΔSDR to 0.01 dB: ``benchmarks/bench_aspade.py --survey-dir CHECKOUT`` checks
+it against a checkout of the toolbox (opt-in: its excerpts are not part of this repository).
 
 Guarantees (checked by ``tests/test_aspade.py``). Each frame's estimate lies in Γ and the dual window is
 non-negative with Σ g·g_dual = 1, so after overlap-add the output equals the input on reliable samples (up

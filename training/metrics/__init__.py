@@ -2,8 +2,8 @@
 
 Per-example metrics take ``(reference, estimate, sample_rate)`` with audio shaped ``(channels, samples)``
 or ``(samples,)`` and return one float: SDR and SI-SDR in dB (:mod:`effects.measure`), PEAQ's Objective
-Difference Grade in [-4, 0] (:mod:`.peaq`) and R_nonlin in [0, 1] (:mod:`.rnonlin`). FAD (:mod:`.fad`) is a
-distance between two whole sets and has its own accumulating interface.
+Difference Grade in [-4, 0] (:mod:`.peaq`) and R_nonlin, our calibrated variant, in [0, 1] (:mod:`.rnonlin`).
+FAD (:mod:`.fad`) is a distance between two whole sets and has its own accumulating interface.
 """
 
 from __future__ import annotations

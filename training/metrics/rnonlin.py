@@ -1,10 +1,12 @@
-"""R_nonlin: predicted perceived quality of nonlinearly distorted audio (Tan, Moore, Zacharov & Mattila 2004).
+"""R_nonlin, a calibrated variant of the predictor of Tan, Moore, Zacharov & Mattila (2004).
 
 C.-T. Tan, B. C. J. Moore, N. Zacharov and V.-V. Mattila, "Predicting the Perceived Quality of Nonlinearly
 Distorted Music and Speech Signals", J. Audio Eng. Soc. 52(7/8), pp. 699-711, 2004. Imort et al. (2022,
 Sec. V-C 3) and the declipping survey of Záviška, Rajmic, Ozerov and Rencker (IEEE JSTSP 15(1), 2021) score
-outputs with it. The model compares the reference and the test signal band by band after a simple peripheral
-auditory model:
+outputs with it. This is *not* Tan et al.'s model as published: its peripheral stages follow their description,
+but the band weighting of step 4 is ours, calibrated on the survey's published scores (below), so scores from
+here are comparable with the survey's, not with values computed by Tan et al.'s own program. The model compares
+the reference and the test signal band by band after a simple peripheral auditory model:
 
 1. **Outer and middle ear.** Both signals pass through a linear-phase FIR filter whose magnitude response is
    the free-field-to-eardrum transfer plus the middle-ear transfer of Moore's group, as tabulated in ANSI
@@ -24,20 +26,23 @@ auditory model:
    the reference band energy in that frame and γ = :data:`WEIGHT_EXPONENT`; R_nonlin is the mean over frames.
    Frames whose reference energy is more than :data:`SILENCE_DB` below the loudest frame are left out.
 
-The exponent γ. The papers describe the band weights only as "according to the energy" of each filter output,
-and the survey computed its values with a MATLAB program not included in its code (``Rnonlin_calc``). Plain
-energy weights (γ = 1) cannot be what it did: the strongest bands, where clipping does least harm, dominate,
-and hard-clipped music scores ≈0.92 at 1 dB input SDR where the survey reports 0.55. We therefore fitted γ to
-the survey's published per-excerpt scores of its hard-clipped SQAM excerpts (44.1 kHz; 7 input SDRs from 1 to
-20 dB; ``Numerical_results/Rnonlin_calc_declippingResults.mat`` of rajmic/declipping2020_codes): γ = 0.035
-reproduces them with an rms error of 0.010 and a mean bias below 0.005 at every SDR over nine of the ten
-excerpts (the glockenspiel's survey scores stay below 0.83 even for near-perfect restorations, which no
-variant we tried reproduces). A small γ makes the weights nearly uniform over the bands that carry signal,
-while a band without reference energy still gets none; all weights are invariant to the signals' gains.
+The exponent γ (the calibration). The descriptions we could read give the band weights only as "according
+to the energy" of each filter output; we did not find Tan et al.'s exact weighting function, and the survey
+computed its values with a MATLAB program not included in its code (``Rnonlin_calc``). Plain energy weights
+(γ = 1) let the strongest bands, where clipping does least harm, dominate and score hard-clipped music far
+above the survey's values. γ was therefore fitted: the γ minimising the rms difference from the survey's
+published R_nonlin of its hard-clipped SQAM excerpts (44.1 kHz, 7 input SDRs from 1 to 20 dB,
+``Rnonlin_calc_clipped`` in ``Numerical_results/Rnonlin_calc_declippingResults.mat`` of
+rajmic/declipping2020_codes) over nine of its ten excerpts (the glockenspiel left out). That agreement is
+in-sample and proves nothing; ``benchmarks/reference/fit_rnonlin_gamma.py`` reproduces the fit from the
+toolbox checkout, and ``benchmarks/bench_aspade.py --survey-dir ... --rnonlin`` compares our scores with the
+survey's on A-SPADE restorations, outputs that took no part in the fit (figures in BENCHMARKS.md). A small γ
+makes the weights nearly uniform over the bands that carry signal, while a band without reference energy still
+gets none; all weights are invariant to the signals' gains.
 
-1 means identical (up to gain and a delay of at most 1 ms); lower values mean more nonlinear distortion. For
-hard clipping of music the survey reports means of about 0.55 at 1 dB input SDR and 0.94 at 20 dB; at 16 kHz
-the same excerpts score a few hundredths higher, as fewer high bands carry the clipping's harmonics.
+1 means identical (up to gain and a delay of at most 1 ms); lower values mean more nonlinear distortion.
+At 16 kHz fewer bands carry the clipping's harmonics than at 44.1 kHz, so scores of the same material differ
+between rates; compare scores made at one rate.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ FRAME_SECONDS = 0.030
 MAX_LAG_SECONDS = 0.001
 #: Frames this far (dB) below the most energetic frame of the reference are ignored.
 SILENCE_DB = 60.0
-#: Band weights are (reference band energy)^WEIGHT_EXPONENT, fitted to the survey's scores (module docstring).
+#: Band weights are (reference band energy)^WEIGHT_EXPONENT: our calibration, fitted to the survey's scores by
+#: benchmarks/reference/fit_rnonlin_gamma.py (module docstring), not a value from Tan et al.
 WEIGHT_EXPONENT = 0.035
 #: Gammatone order.
 _ORDER = 4
@@ -322,18 +328,23 @@ def rnonlin(reference: np.ndarray, test: np.ndarray, sample_rate: float) -> floa
         ear_reference = signal.oaconvolve(reference_channel, taps, mode="same")
         ear_test = signal.oaconvolve(test_channel, taps, mode="same")
         correlation, energy = band_statistics(ear_reference, ear_test, rate)
-        scores.append(_combine(correlation, energy))
+        scores.append(combine_bands(correlation, energy))
     return float(np.mean(scores))
 
 
-def _combine(correlation: np.ndarray, energy: np.ndarray) -> float:
-    """Energy-weighted band average per frame, then the mean over the audible frames; a float in [0, 1]."""
+def combine_bands(correlation: np.ndarray, energy: np.ndarray, weight_exponent: float = WEIGHT_EXPONENT) -> float:
+    """R_nonlin of one channel from :func:`band_statistics`' ``(correlation, energy)``, both (frames, bands).
+
+    Per audible frame the average of the band correlations (negative ones as 0) weighted by
+    ``energy ** weight_exponent``, then the mean over those frames; a float in [0, 1]. The fitting script
+    calls it with other exponents on the same statistics.
+    """
     frame_energy = energy.sum(axis=1)
     loudest = frame_energy.max()
     if not loudest > 0.0:
         raise ValueError("the reference is silent after the outer/middle-ear and gammatone filters")
     audible = frame_energy > loudest * 10.0 ** (-SILENCE_DB / 10.0)
     # energy ** p with p > 0 keeps weight 0 for a band without reference energy.
-    weights = energy[audible] ** WEIGHT_EXPONENT
+    weights = energy[audible] ** weight_exponent
     frame_scores = (weights * np.maximum(correlation[audible], 0.0)).sum(axis=1) / weights.sum(axis=1)
     return float(np.clip(frame_scores.mean(), 0.0, 1.0))
