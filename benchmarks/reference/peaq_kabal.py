@@ -1,6 +1,6 @@
 """Reference ODGs and MOVs of P. Kabal's MATLAB PQevalAudio for the pairs of ``tests/test_peaq.py``.
 
-    python benchmarks/reference/peaq_kabal.py --kabal-dir PATH [--octave octave-cli] [--compare]
+    python benchmarks/reference/peaq_kabal.py --kabal-dir PATH [--octave octave-cli] [--compare] [--pairs ...]
 
 ``PATH`` is a checkout of a repository holding Kabal's MATLAB code with the ``PQevalAudio_fn.m`` wrapper
 (tested with github.com/NikolajAndersson/PEAQ at bfa9b80a5faf90a143241744538967107b65a1d6: PQevalAudio
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--kabal-dir", type=Path, required=True, help="checkout holding PQevalAudio_fn.m")
     parser.add_argument("--octave", default="octave-cli", help="the Octave executable (default octave-cli)")
     parser.add_argument("--compare", action="store_true", help="also print our values and the differences")
+    parser.add_argument("--pairs", nargs="+", choices=sorted(KABAL_MATLAB), default=sorted(KABAL_MATLAB),
+                        help="the pairs to run (default all)")
     args = parser.parse_args()
     if not args.kabal_dir.is_dir():
         fail(f"{args.kabal_dir}: not a folder")
@@ -81,7 +83,7 @@ def main() -> None:
     version = subprocess.run([args.octave, "--version"], capture_output=True, text=True, check=False)
     print(f"# {version.stdout.splitlines()[0] if version.stdout else args.octave}; Kabal's code from {kabal_dir}")
     with tempfile.TemporaryDirectory() as folder:
-        for name in sorted(KABAL_MATLAB):
+        for name in args.pairs:
             reference, test = oracle_signals(name)
             values = run_kabal(args.octave, kabal_dir, reference, test, Path(folder))
             print(f'    "{name}": ({", ".join(f"{v:.10g}" for v in values)}),', flush=True)

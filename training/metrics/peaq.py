@@ -28,7 +28,8 @@ are averaged over channels, and the detection probability takes the larger of th
 
 Where the standard is ambiguous this code does what P. Kabal's MATLAB PQevalAudio (2004) does, the
 implementation the declipping literature scores with; on the same 48 kHz input it reproduces that code's
-MOVs to about 1e-5 relative (see tests/test_peaq.py). One choice is exposed: the error harmonic structure's
+ODG to 1e-6 and its MOVs to 1e-5 relative (tests/test_peaq.py::test_matches_kabal_pqevalaudio; the reference
+values come from benchmarks/reference/peaq_kabal.py). One choice is exposed: the error harmonic structure's
 peak. Kabal's report and GstPEAQ's documentation describe it as the largest peak after the first valley of
 a cepstrum-like spectrum, and Kabal's last C PQevalAudio (v3r0, 2009) searches it so. His earlier MATLAB
 (2004) and C (2003) code, and GstPEAQ in effect, take the largest value past the zeroth one instead, which
@@ -43,10 +44,9 @@ signal's upper edge (8.1-21.6 kHz, against the test signal's floor above 21.6 kH
 which EHS takes the log ratio of the two spectra (up to 12 kHz). There they measure whatever fills it: here,
 where resampling runs in float64, the Hann window's leakage of the in-band content; in audio that arrives
 at 48 kHz, whatever its format added (float32 rounding noise, 16-bit quantisation noise, a resampler's
-images). The ODG follows. The 16 kHz demo guitar hard-clipped to an input SDR of 20 dB scores -2.78 given
-at 16 kHz, -3.79 given as its soxr-resampled float32 48 kHz version and -3.83 after 16-bit quantisation
-(BandwidthRefB 753, 425 and 350 bins); at 10 dB all three are at the floor (-3.91), at 40 dB they are
--1.08, -1.19 and -1.22. Compare scores of band-limited material only with scores made the same way.
+images). The ODG follows, by up to one grade on clipped guitar (BENCHMARKS.md, "Metrics";
+tests/test_peaq.py::test_band_limited_scores_depend_on_what_fills_the_empty_band). Compare scores of
+band-limited material only with scores made the same way.
 
 References: ITU-R BS.1387-1 (2001); P. Kabal, "An Examination and Interpretation of ITU-R BS.1387:
 Perceptual Evaluation of Audio Quality", TSP Lab Technical Report, McGill University (2002/2003).
