@@ -289,7 +289,7 @@ def test_a_header_claiming_a_tiny_rate_is_not_planned_for_hours(tmp_path, capsys
     # 100 000 frames at 1 Hz: 27.8 hours of planned output from a 200-kB file.
     sf.write(source / "a" / "liar.wav", np.zeros((100_000, 1), dtype=np.int16), 1, subtype="PCM_16")
     code = datagen_main(["build", "--source", str(source), "--segment-seconds", "1", "--out",
-                         str(tmp_path / "out"), "-q"])
+                         str(tmp_path / "out"), "-q", "--workers", "1"])
     captured = capsys.readouterr()
     # Either the file is skipped as implausible (inputs check) or the plan is refused as absurd.
     if code == 0:
@@ -298,6 +298,19 @@ def test_a_header_claiming_a_tiny_rate_is_not_planned_for_hours(tmp_path, capsys
         assert sum(s["hours_in"] for s in dataset["splits"].values()) < 0.01
     else:
         assert code == 2 and "liar.wav" in captured.err and "--allow-large" in captured.err
+
+
+def test_one_source_out_of_proportion_is_named_by_the_bound(tmp_path):
+    from datagen.bounds import PlanTooLarge, check_plan_size
+    from datagen.sources import SourceFile
+
+    path = tmp_path / "liar.wav"
+    path.write_bytes(b"x" * 200_000)
+    liar = SourceFile("liar.wav", str(path), "liar.wav", None, 1, 100_000, 1)  # 27.8 h claimed at 1 Hz
+    config = BuildConfig(source=str(tmp_path), segment_seconds=1.0)
+    with pytest.raises(PlanTooLarge, match=r"liar\.wav: .*1 Hz \(27\.8 h\).*--allow-large"):
+        check_plan_size(config, [liar])
+    assert check_plan_size(config, [liar], allow_large=True).examples == 100_000 * 5
 
 
 # --- 14. disk full ----------------------------------------------------------------------------------------
