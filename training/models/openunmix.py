@@ -6,12 +6,29 @@ a skip concatenation, two dense layers with batch norm back to the number of bin
 and shift, and a ReLU giving a non-negative mask (Imort et al. 2022, Section IV-B). The mask multiplies
 the input's complex STFT, i.e. the estimated magnitude gets the input's phase, and an inverse STFT
 returns a waveform of the input's length.
+
+Reference code: ``sigsep/open-unmix-pytorch`` at fb672c9584997c2b05e148eeaa65b4c23ed4693b (= the
+``openunmix`` 1.3.0 package): ``openunmix/model.py`` (``OpenUnmix``, the network, whose state dict ours
+matches key for key) and ``scripts/train.py`` (``get_statistics``, the data-dependent initialisation of
+``input_mean``/``input_scale``, here :meth:`OpenUnmix.prepare_from_batches`, which ``dedistort train``
+calls before the first epoch). tests/test_model_parity.py loads the same weights into both.
+
+Intended differences, and why:
+
+- waveform in, waveform out (the mask applied to the input's complex STFT, inverse STFT inside the
+  model): the training loop and the metrics work on waveforms; UMX's ``Separator`` does the same outside;
+- one target, and a plain ratio mask with the input's phase (no multichannel Wiener filter): the paper
+  (Sec. IV-B) reconstructs with the input phase;
+- the STFT is centred with zero padding (UMX 1.3: uncentred) so that any length maps onto itself;
+- "paper" runs at 16 kHz with n_fft 2048 / hop 512 (see CONFIGS), the paper's sample rate.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -112,6 +129,47 @@ class OpenUnmix(nn.Module):
         spec = self.stft(x)
         # The estimated magnitude |X|·mask with the input's phase is X·mask.
         return self.istft(spec * self.mask_from_magnitude(spec.abs()), length)
+
+    @torch.no_grad()
+    def prepare_from_batches(self, batches: Iterable[torch.Tensor]) -> dict[str, np.ndarray]:
+        """Set ``input_mean``/``input_scale`` from the statistics of the input spectra of ``batches``.
+
+        UMX's ``get_statistics`` (``scripts/train.py``): every STFT frame of every training example is
+        one sample of a per-bin ``StandardScaler``; the magnitudes are averaged over the channels first
+        ("downmix to mono"); the scale is the population standard deviation, 1 for a bin that does not
+        vary (as ``StandardScaler``), and at least 1e-4 of the largest. Then, as ``OpenUnmix(input_mean=
+        mean, input_scale=scale)``: ``input_mean = -mean`` and ``input_scale = 1 / scale`` over the bins
+        the network sees.
+
+        Args:
+            batches: waveform batches ``(B, C, T)`` (whole training examples, as UMX uses whole tracks).
+
+        Returns:
+            ``{"mean": (n_fft // 2 + 1,), "scale": (n_fft // 2 + 1,), "frames": ()}`` float64 arrays.
+        """
+        count, reference, total, squares = 0, None, None, None
+        for x in batches:
+            # Magnitudes averaged over channels, every frame one sample: (frames·B, bins), float64.
+            magnitude = self.stft(x).abs().mean(dim=1).transpose(1, 2).reshape(-1, self.nb_output_bins)
+            magnitude = magnitude.to(torch.float64).cpu()
+            if reference is None:
+                # Sums of squares around a first guess of the mean keep the variance exact in one pass.
+                reference = magnitude.mean(dim=0)
+                total, squares = torch.zeros_like(reference), torch.zeros_like(reference)
+            count += magnitude.shape[0]
+            total += magnitude.sum(dim=0)
+            squares += ((magnitude - reference) ** 2).sum(dim=0)
+        if count == 0:
+            raise ValueError("no training examples to compute Open-Unmix's input statistics from")
+        mean = total / count
+        variance = (squares / count - (mean - reference) ** 2).clamp(min=0.0)
+        scale = variance.sqrt()
+        # StandardScaler leaves bins that do not vary unscaled, then UMX floors the scale at 1e-4 of the largest.
+        scale = torch.where(variance <= (count * torch.finfo(torch.float64).eps * mean) ** 2, 1.0, scale)
+        scale = torch.maximum(scale, 1e-4 * scale.max())
+        self.input_mean.copy_(-mean[: self.nb_bins].to(self.input_mean))
+        self.input_scale.copy_(1.0 / scale[: self.nb_bins].to(self.input_scale))
+        return {"mean": mean.numpy(), "scale": scale.numpy(), "frames": np.asarray(count)}
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         """The non-negative magnitude mask for ``x`` ``(B, C, T)``: ``(B, C, n_fft // 2 + 1, frames)``."""
