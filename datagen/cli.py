@@ -17,7 +17,7 @@ from manifests.storage import as_path
 from .apply import apply_file
 from .audio_io import AudioFileError, atomic_output
 from .build import BuildError, build
-from .config import CODECS, RECIPES, BuildConfig, source_kind
+from .config import CODECS, RECIPES, BuildConfig, default_out_name, source_kind
 from .executors import default_workers
 
 
@@ -152,8 +152,15 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 def _cmd_build(args: argparse.Namespace) -> int:
     if args.from_card and args.source is None:
         raise ValueError("--from rebuilds from your own copy of the sources: give --source DIR too")
+    if args.quiet and args.verbose:
+        raise ValueError("give -q/--quiet or -v/--verbose, not both")
     config = config_from_args(args)
-    out = as_path(args.out or f"out/{config.name}")  # a folder, or an object-store URL (manifests.storage)
+    # Without --out: out/NAME for a named build or a recipe, else a name from the effect and its settings, so
+    # that builds with different settings do not land in one folder.
+    named = args.name or args.recipe or args.from_card
+    out = as_path(args.out or f"out/{config.name if named else default_out_name(config)}")
+    if args.verbose:
+        print(f"building {out} with settings:\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers} (omit it to use all "
                          f"{default_workers()} cores)")
@@ -167,9 +174,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
         write_split_file(args.split_file, read_json(out / "dataset.json")["split_assignment"])
         print(f"froze the split assignment in {args.split_file}")
-    for entry in report.skipped[:10]:
+    shown = len(report.skipped) if args.verbose else 10
+    for entry in report.skipped[:shown]:
         print(f"skipped {entry['path']}: {entry['reason']}")
-    if len(report.skipped) > 10:
+    if len(report.skipped) > shown:
         print(f"... and {len(report.skipped) - 10} more skipped files, listed in {out / 'dataset.json'}")
     total = sum(report.split_hours.values()) or 1.0
     print("splits by duration: " + ", ".join(f"{split} {100 * hours / total:.1f}%"
@@ -201,8 +209,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from .inspect_stats import corpus_stats, format_stats, plot_input_sdr
+    from .inspect_stats import check_plotting, corpus_stats, format_stats, plot_input_sdr
 
+    if args.plot:
+        check_plotting()  # before printing: the error is the last line, not lost above the table
     print(format_stats(corpus_stats(args.out)))
     if args.plot:
         plot_input_sdr(args.out, args.plot)
@@ -229,7 +239,8 @@ def _add_build(commands) -> None:
                     "seed give byte-identical output for any --workers and executor. Interrupted builds resume.")
     source = build_parser.add_argument_group("sources")
     source.add_argument("--source", help="DIR (any folder of audio, recursive), signaltrain:DIR, idmt:DIR, or "
-                        "omitted for the built-in demo guitar corpus")
+                        "omitted for the built-in demo guitar corpus; DIR may be a URL (s3://bucket/audio, "
+                        "downloaded for the build)")
     source.add_argument("--group-by", choices=("file", "parent"), help="split unit: each file, or each folder "
                         "(default file)")
     source.add_argument("--resplit", action="store_true", help="ignore a layout's own split (SignalTrain)")
@@ -256,7 +267,8 @@ def _add_build(commands) -> None:
                         "recorded for rendering at training time")
     effect.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
     output = build_parser.add_argument_group("output")
-    output.add_argument("--out", help="output folder (default out/NAME)")
+    output.add_argument("--out", help="output folder, or a URL: s3://, gs://, az:// (built locally, then uploaded; "
+                        "see README, Object storage) (default out/NAME)")
     output.add_argument("--name", help="dataset name used in shard file names (default dedistort or the recipe)")
     output.add_argument("--codec", choices=sorted(CODECS), help="audio format in the shards (default flac24)")
     output.add_argument("--shard-size", help="maximum shard size in bytes, e.g. 256M (default 256M)")
@@ -273,24 +285,36 @@ def _add_build(commands) -> None:
     run.add_argument("--dask", metavar="local|tcp://HOST:PORT", help="run on Dask: a LocalCluster, or a scheduler")
     run.add_argument("--strict", action="store_true", help="fail on the first unreadable file instead of skipping")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="also print the resolved settings, the output folder and every skipped file")
     build_parser.set_defaults(run=_cmd_build)
 
     verify = commands.add_parser("verify", help="check a corpus: checksums, every member decodes, counts, durations")
-    verify.add_argument("out", help="the build's output folder")
+    verify.add_argument("out", help="the build's output folder, or its URL (s3://, gs://, az://, https://)")
     verify.set_defaults(run=_cmd_verify)
     stats = commands.add_parser("stats", help="hours and examples per split and per gain/SDR; input-SDR spread")
-    stats.add_argument("out", help="the build's output folder")
+    stats.add_argument("out", help="the build's output folder, or its URL (s3://, gs://, az://, https://)")
     stats.add_argument("--plot", metavar="FILE.png", help="also draw the input-SDR histogram")
     stats.set_defaults(run=_cmd_stats)
     inspect = commands.add_parser("inspect", help="print one example's metadata; write its input and target")
-    inspect.add_argument("out", help="the build's output folder")
+    inspect.add_argument("out", help="the build's output folder, or its URL (s3://, gs://, az://, https://)")
     inspect.add_argument("key", help="the example's key (see the manifests or datagen stats)")
     inspect.add_argument("-o", "--output-dir", help="write KEY.input.wav and KEY.target.wav here")
     inspect.set_defaults(run=_cmd_inspect)
 
+def _toolkit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dedistort")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datagen", description="Distortion corpora for training "
                                      "de-distortion models (Imort et al. 2022).")
+    parser.add_argument("--version", action="version", version=f"datagen (dedistort) {_toolkit_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_build(commands)
 

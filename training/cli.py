@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -56,6 +58,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          num_workers=args.workers, loader=args.loader, max_batches_per_epoch=args.max_batches,
                          precision=args.precision, max_minutes=args.max_minutes)
     out = args.out or f"runs/{args.model}-{args.size}"
+    _check_verbosity(args)
+    if args.verbose:
+        import dataclasses
+
+        print(f"training into {out} with settings:\n"
+              + json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True, default=str))
     summary = train(config, out, resume=args.resume, device=args.device, progress=not args.quiet)
     if summary.get("world_size", 1) > 1 and not _is_rank_zero():
         return 0  # rank 0 reports for the whole torchrun job
@@ -63,6 +71,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{out}: best validation SI-SDR {'none' if best is None else f'{best:.2f} dB'} at epoch "
           f"{summary['best_epoch']}; checkpoint {summary.get('checkpoint', 'none')}; {summary['stopped']}")
     return 0
+
+
+def _check_verbosity(args: argparse.Namespace) -> None:
+    if args.quiet and args.verbose:
+        raise ValueError("give -q/--quiet or -v/--verbose, not both")
+
+
+def _print_scores(summary: dict, output: str) -> None:
+    """-v: the method's description and each example's output scores, from the results just written."""
+    import pyarrow.parquet as pq
+
+    print(f"{summary['method']}: {summary.get('description') or 'a trained checkpoint'}")
+    for row in pq.read_table(Path(output) / "scores.parquet").to_pylist():
+        scores = ", ".join(f"{k[len('output_'):]} {v:.3f}" for k, v in row.items()
+                           if k.startswith("output_") and isinstance(v, float))
+        print(f"  {row['key']}: {scores}")
 
 
 def _is_rank_zero() -> bool:
@@ -86,12 +110,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .methods import resolve
     from .metrics import parse_metric_names
 
+    _check_verbosity(args)
     metrics = parse_metric_names(args.metrics)
     spec = _method_of(args)
     method = resolve(spec, aspade_options=_aspade_options(args)) if spec == "aspade" else spec
     summary = evaluate(method, args.data, args.split, args.output, metrics=metrics, vggish_path=args.vggish,
                        batch_size=args.batch_size, workers=args.workers, save_examples=args.save_examples,
                        progress=not args.quiet)
+    if args.verbose:
+        _print_scores(summary, args.output)
     print(f"{summary['method']} on {summary['examples']} {args.split} examples (median [q1, q3]):")
     for column, values in summary["metrics"].items():
         print(f"  {column:28s} {values['median']:8.3f} [{values['q1']:.3f}, {values['q3']:.3f}]")
@@ -117,7 +144,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    written = write_report(args.results, args.output, example_key=args.example)
+    names = {}
+    for item in args.name:
+        method, sep, label = item.partition("=")
+        if not sep or not method.strip() or not label.strip():
+            raise ValueError(f"--name takes METHOD=LABEL (e.g. demucs-paper=Demucs), got {item!r}")
+        names[method.strip()] = label.strip()
+    written = write_report(args.results, args.output, example_key=args.example, display_names=names)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -136,9 +169,19 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
+def _toolkit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dedistort")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dedistort", description="Train, evaluate and run distortion-"
                                      "removal models (Imort et al. 2022).")
+    parser.add_argument("--version", action="version", version=f"dedistort {_toolkit_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from . import models
     from .evaluate import DEFAULT_METRICS
@@ -149,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=_cmd_models)
 
     train = commands.add_parser("train", help="train a model on a datagen corpus (the paper's procedure)")
-    train.add_argument("--data", required=True, help="a datagen build output folder")
+    train.add_argument("--data", required=True,
+                       help="a datagen build output folder, or its URL (s3://, gs://, az://, https://)")
     train.add_argument("--model", default="demucs", choices=list(models.MODELS), help="model (default demucs)")
     train.add_argument("--size", default="paper", choices=models.SIZES,
                        help="paper (Wave-U-Net and Demucs at ~1 M parameters) or original (default paper)")
@@ -179,11 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default runs/MODEL-SIZE)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    train.add_argument("-v", "--verbose", action="store_true", help="also print the resolved training settings")
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint or a baseline on every example of a split")
     _add_method_arguments(evaluate)
-    evaluate.add_argument("--data", required=True, help="a datagen build output folder")
+    evaluate.add_argument("--data", required=True,
+                       help="a datagen build output folder, or its URL (s3://, gs://, az://, https://)")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"), help="(default test)")
     evaluate.add_argument("-o", "--output", default="results", help="results folder (default results)")
     evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
@@ -197,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--save-examples", type=int, default=3,
                           help="examples written as WAV for the report's spectrograms (default 3)")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument("-v", "--verbose", action="store_true",
+                          help="also print the method's description and every example's scores")
     evaluate.set_defaults(run=_cmd_evaluate)
 
     run = commands.add_parser("run", help="restore one audio file (any length and sample rate)")
@@ -212,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report", help="report folder (default report)")
     report.add_argument("--example", help="key of the example whose spectrograms to draw (default: the first "
                                           "one every result saved)")
+    report.add_argument("--name", action="append", default=[], metavar="METHOD=LABEL",
+                        help="how a method is shown in the figures, e.g. demucs-paper='Demucs v2' (repeatable; "
+                             "defaults: Demucs, Wave-U-Net, CRAFx, UMX, A-SPADE, IRM, input)")
     report.set_defaults(run=_cmd_report)
 
     score = commands.add_parser("score", help="SDR and SI-SDR (dB) of an estimate against a clean reference")
