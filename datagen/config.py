@@ -168,6 +168,33 @@ class BuildConfig:
         return cls(**data)
 
 
+def default_out_name(config: BuildConfig) -> str:
+    """The folder name under ``out/`` of a build given no ``--out``, ``--name`` or recipe: the effect and the
+    settings that differ from the defaults, e.g. ``overdrive-20-50-5``, ``hardclip-20-50-5-threshold-0p5``,
+    ``clip-sdr-uniform-1-20-1-online``, ``mytakes-softclip-10-30-3-44100hz`` (source folder first when not the
+    demo), so builds with different settings do not land in one folder."""
+    def number(value: float) -> str:
+        return f"{value:g}".replace(".", "p").replace("-", "m")
+
+    defaults = BuildConfig()
+    parts = []
+    if source_kind(config.source) != "demo":
+        parts.append(config.source.rstrip("/").rsplit("/", 1)[-1].rpartition(":")[2] or source_kind(config.source))
+    parts += [config.effect, config.sweep.replace(".", "p")]
+    parts += [f"{name}-{number(value)}" for name, value in sorted(dict(config.effect_args).items())]
+    if config.dry_gain:
+        parts.append(f"dry-{number(config.dry_gain)}")
+    if config.online:
+        parts.append("online")
+    if config.sample_rate != defaults.sample_rate:
+        parts.append(f"{config.sample_rate}hz")
+    if config.segment_seconds != defaults.segment_seconds:
+        parts.append(f"{number(config.segment_seconds)}s")
+    if config.keep_channels:
+        parts.append("all-channels")
+    return slugify("-".join(parts))
+
+
 def source_kind(spec: str) -> str:
     """"demo", "signaltrain", "idmt" or "folder" for a --source spec."""
     if spec in ("", "demo"):

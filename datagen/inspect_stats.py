@@ -13,6 +13,17 @@ import soundfile as sf
 from manifests import SPLITS, ManifestError, read_manifests, read_shard
 from manifests.storage import as_path
 
+#: Keys listed per split by ``datagen stats``, so ``datagen inspect OUT KEY`` needs no ``tar tf``.
+EXAMPLE_KEYS = 3
+
+
+def check_plotting() -> None:
+    """Raise a one-line RuntimeError when matplotlib is missing (``datagen stats --plot`` says so first)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'dedistort[plot]'") from None
+
 
 def _primary_value(row: dict) -> tuple[str, float] | None:
     """The swept parameter of a row: sdr_db for clip-sdr, else gain_db, if the effect has one."""
@@ -28,7 +39,7 @@ def corpus_stats(out_dir: str | Path) -> dict:
     tables = read_manifests(out_dir)
     if not tables:
         raise ManifestError(f"{out_dir}: no manifests found (manifest/*.parquet); is this a datagen output?")
-    stats: dict = {"splits": {}, "by_value": {}, "input_sdr_db": {}}
+    stats: dict = {"splits": {}, "by_value": {}, "input_sdr_db": {}, "example_keys": {}}
     for split in SPLITS:
         rows = tables.get(split, [])
         if not rows:
@@ -36,12 +47,16 @@ def corpus_stats(out_dir: str | Path) -> dict:
         seconds = sum(r["duration_seconds"] for r in rows)
         stats["splits"][split] = {"examples": len(rows), "hours": seconds / 3600}
         groups: dict[str, dict] = defaultdict(lambda: {"examples": 0, "hours": 0.0})
+        order: dict[str, tuple] = {}
         for row in rows:
             value = _primary_value(row)
             label = f"{value[0]}={value[1]:g}" if value else row["effect"]
+            # Numbers sort as numbers (gain_db=5 before gain_db=20), labels without one after them.
+            order[label] = (value[0], 0, value[1]) if value else ("", 1, 0.0)
             groups[label]["examples"] += 1
             groups[label]["hours"] += row["duration_seconds"] / 3600
-        stats["by_value"][split] = dict(sorted(groups.items()))
+        stats["by_value"][split] = {label: groups[label] for label in sorted(groups, key=lambda k: (order[k], k))}
+        stats["example_keys"][split] = sorted(r["key"] for r in rows)[:EXAMPLE_KEYS]
         sdrs = np.array([r["input_sdr_db"] for r in rows if r["input_sdr_db"] is not None], dtype=float)
         if sdrs.size:
             q = np.percentile(sdrs, [0, 10, 25, 50, 75, 90, 100])
@@ -57,6 +72,9 @@ def format_stats(stats: dict) -> str:
     for split, groups in stats["by_value"].items():
         lines.append(f"\n{split}: per swept value")
         lines.extend(f"  {label:20s} {g['examples']:7d} examples {g['hours']:8.3f} h" for label, g in groups.items())
+    if stats.get("example_keys"):
+        lines.append("\nexample keys (datagen inspect OUT KEY -o DIR):")
+        lines.extend(f"  {split:6s} " + " ".join(keys) for split, keys in stats["example_keys"].items())
     if stats["input_sdr_db"]:
         lines.append("\ninput SDR (dB) quantiles: min p10 p25 median p75 p90 max")
         for split, q in stats["input_sdr_db"].items():
@@ -66,13 +84,11 @@ def format_stats(stats: dict) -> str:
 
 def plot_input_sdr(out_dir: str | Path, path: str | Path) -> None:
     """Histogram of the measured input SDR per split, as a PNG."""
-    try:
-        import matplotlib
+    check_plotting()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install -e '.[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     tables = read_manifests(out_dir)
     figure, axis = plt.subplots(figsize=(7, 4))
     for split, rows in tables.items():
