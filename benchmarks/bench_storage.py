@@ -1,11 +1,11 @@
 """Loader throughput from object storage (a local S3 server) against local disk, in the same run.
 
-    python benchmarks/bench_storage.py [--gains 10] [--epochs 3] [--rounds 3] [--threads 2]
+    python benchmarks/bench_storage.py [--gains 2] [--epochs 2] [--rounds 2] [--threads 2] [--many-threads 8]
 
 A demo corpus (overdrive, 10-s examples, FLAC, 20 examples per shard) is built on local disk and to a
-moto S3 server on 127.0.0.1 (the S3 API over HTTP, in one Python process, as ``tests/test_storage.py``
-uses it); the build times are printed too. Then ``training.data.PairStream`` with the threaded loader
-(2-s crops, batches of 16, as ``dedistort train`` reads) runs over each, rounds alternating:
+moto S3 server on 127.0.0.1 (the S3 API over HTTP, served by a Python process of its own; the tests run
+the same server in-process); the build times are printed too. Then ``training.data.PairStream`` with the
+threaded loader (2-s crops, batches of 16, as ``dedistort train`` reads) runs over each, rounds alternating:
 
 - disk: the local folder (``os.pread`` of the crop's FLAC frames);
 - s3 first epoch: a new stream and an empty block cache; it also reads every shard's tar headers
@@ -25,6 +25,7 @@ import gc
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,16 +41,25 @@ from training.threaded_loader import ThreadedLoader  # noqa: E402
 BUCKET = "bench"
 
 
-def start_s3() -> object:
-    """moto's S3 server on a free loopback port, with the environment pointing at it and one bucket."""
+def start_s3() -> subprocess.Popen:
+    """moto's S3 server in its own process on a free loopback port (as a real endpoint is another program),
+    the environment pointing at it, and one bucket."""
     import s3fs
-    from moto.server import ThreadedMotoServer
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("moto's S3 server did not start (pip install 'moto[server]')") from None
+            time.sleep(0.2)
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
                       AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
     s3fs.S3FileSystem(endpoint_url=f"http://127.0.0.1:{port}", skip_instance_cache=True).mkdir(BUCKET)
@@ -137,7 +147,8 @@ def main() -> None:
             latency = request_ms(remote)
     finally:
         storage.BLOCK_CACHE.max_bytes = default_cache
-        server.stop()
+        server.terminate()
+        server.wait()
 
     def median(name: str, field: str) -> float:
         return statistics.median(r[field] for r in results[name])
