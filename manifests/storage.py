@@ -484,6 +484,15 @@ def read_bytes(location: str | os.PathLike | RemotePath) -> bytes:
     return as_path(location).read_bytes()
 
 
+def require_dataset(location: str | os.PathLike | RemotePath) -> None:
+    """For a URL: a StorageError unless a dataset (its dataset.json) is there. Local folders are the path
+    checks' business; this keeps a mistyped URL from reading as an empty split."""
+    path = as_path(location)
+    if isinstance(path, RemotePath) and not (path / "dataset.json").exists():
+        raise StorageError(f"{path}: no dataset there (no dataset.json; check the URL, and for a private bucket "
+                           "the credentials)")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Downloading
 

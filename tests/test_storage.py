@@ -186,6 +186,8 @@ def test_loader_reads_the_same_crops_from_s3_as_from_disk(local_and_remote, tmp_
         assert [x["key"] for x in here] == [x["key"] for x in there] and len(here) > 0
         for a, b in zip(here, there, strict=True):
             assert torch.equal(a["input"], b["input"]) and torch.equal(a["target"], b["target"])
+    with pytest.raises(StorageError, match="no dataset there"):
+        PairStream(remote + "-typo", "train")
     key = here[0]["key"]
     assert datagen_cli(["inspect", remote, key, "-o", str(tmp_path)]) == 0
     written, _ = sf.read(tmp_path / f"{key}.target.wav", dtype="float32", always_2d=True)

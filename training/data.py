@@ -7,7 +7,8 @@ with several DataLoader workers and several processes (torchrun):
   ``world_size × num_workers`` readers: whole shards when there are enough of them, single examples
   otherwise; readers with fewer examples cycle theirs, so all take the same number of steps and none is
   ever empty. Each reader takes one aligned random crop per example (seeded by seed, epoch and key),
-  avoids near-silent crops, and shuffles within a buffer.
+  avoids near-silent crops, and reads its rows in a random order over all its shards (a batch mixes
+  recordings, not neighbouring segments of one).
 - Validation and test (``training=False``): the examples in key order, dealt the same way; each one is
   yielded exactly once, whole (or cropped from its start when ``crop_seconds`` is given).
 
@@ -24,7 +25,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch
 from effects import online_effect_names, torch_batch
 from manifests import DATASET_JSON, ManifestError, index_shard, read_json, read_manifests, stable_digest
 from manifests.member_audio import MemberAudio, open_member
-from manifests.storage import as_path, open_ranges
+from manifests.storage import as_path, open_ranges, require_dataset
 
 #: Crops quieter than this RMS (dBFS) carry no distortion worth learning from; tried again elsewhere.
 SILENCE_DB = -60.0
@@ -43,7 +43,9 @@ _CROP_ATTEMPTS = 8
 _BASE, _GENERATION, _PASSES, _LAST_PASS = range(4)
 _NO_PASS = -(2**63)
 #: Shard indexes a reader keeps (each ~100 bytes per member), so cycling readers do not rescan headers.
-_CACHED_INDEXES = 64
+_CACHED_INDEXES = 4096
+#: Shards a reader keeps open while it reads its rows in random order.
+_OPEN_SHARDS = 16
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -111,6 +113,7 @@ class PairStream(torch.utils.data.IterableDataset):
                  training: bool = True, seed: int = 0, shuffle_buffer: int = 256) -> None:
         super().__init__()
         self.out_dir = as_path(out_dir)  # a local Path, or a RemotePath for an object-store URL
+        require_dataset(self.out_dir)
         rows = read_manifests(self.out_dir).get(split)
         if not rows:
             raise ValueError(f"{self.out_dir}: split {split!r} has no examples")
@@ -195,11 +198,13 @@ class PairStream(torch.utils.data.IterableDataset):
                 dealt = [[self.rows[order[k % len(order)]]] for k in range(slots)]
         mine, longest = dealt[slot], max(len(rows) for rows in dealt)
         mine = [mine[i % len(mine)] for i in range(longest)]
-        # Read shard by shard (each opened once per epoch), shards in a per-reader random order; the
-        # shuffle buffer then mixes examples of neighbouring shards.
-        shard_order = {s: i for i, s in enumerate(np.random.default_rng([self.seed, epoch, slot, 2])
-                                                  .permutation(sorted({r["shard"] for r in mine})))}
-        return sorted(mine, key=lambda r: (shard_order[r["shard"]], r["key"]))
+        # A random order over all of the reader's rows, not shard by shard: a shard holds neighbouring
+        # segments of few recordings at all their gains, so reading shard by shard through a shuffle buffer
+        # gave batches of one or two recordings, and consecutive batches of the same ones (paper-size
+        # Demucs underfitted on such batches). Crops are read by byte range, and _examples keeps the
+        # shards it reads from open, so a random order costs no re-reading.
+        order = np.random.default_rng([self.seed, epoch, slot, 2]).permutation(len(mine))
+        return [mine[i] for i in order]
 
     def __iter__(self) -> Iterator[dict]:
         rank, world = _rank_and_world()
@@ -258,17 +263,28 @@ class PairStream(torch.utils.data.IterableDataset):
             yield buffer.pop(int(rng.integers(len(buffer))))
 
     def _examples(self, rows: list[dict], epoch: int) -> Iterator[dict]:
-        # Shard by shard: one index of member offsets and one open file per shard, then each example's
-        # crop read by byte range (the rows of one shard are adjacent in every reading order).
-        for shard, shard_rows in groupby(rows, key=lambda r: r["shard"]):
-            path = self.out_dir / shard
-            index, layouts = self._index(path)
-            with open_ranges(path) as source:  # a local fd, or range requests through a bounded cache
-                for row in shard_rows:
-                    members = index.get(row["key"])
-                    if members is None:
-                        raise ManifestError(f"{path}: example {row['key']!r} of the manifest is missing")
-                    yield self._item(source, members, layouts, row, epoch, f"{path}: {row['key']}")
+        # One index of member offsets per shard (cached), each example's crop read by byte range. Training
+        # rows come in a random order across shards: the shards read last stay open (a local fd, or range
+        # requests through a bounded cache), so a reader with up to _OPEN_SHARDS shards opens each once.
+        sources: OrderedDict[object, tuple] = OrderedDict()
+        try:
+            for row in rows:
+                path = self.out_dir / row["shard"]
+                if path in sources:
+                    sources.move_to_end(path)
+                else:
+                    opener = open_ranges(path)
+                    sources[path] = (opener, opener.__enter__(), *self._index(path))
+                    while len(sources) > _OPEN_SHARDS:
+                        sources.popitem(last=False)[1][0].__exit__(None, None, None)
+                _, source, index, layouts = sources[path]
+                members = index.get(row["key"])
+                if members is None:
+                    raise ManifestError(f"{path}: example {row['key']!r} of the manifest is missing")
+                yield self._item(source, members, layouts, row, epoch, f"{path}: {row['key']}")
+        finally:
+            for opener, *_ in sources.values():
+                opener.__exit__(None, None, None)
 
     def _index(self, path: Path) -> tuple[dict, dict]:
         """The shard's member offsets and member headers, remembered for the shards this reader saw last."""
