@@ -157,6 +157,7 @@ def test_aspade_through_evaluate_and_run(clip_corpus, tmp_path):
     rows = pq.read_table(tmp_path / "aspade" / "scores.parquet").to_pylist()
     heavy = [r["si_sdr_improvement_db"] for r in rows if r["nominal_input_sdr_db"] == 1.0]
     assert np.median(heavy) > 1.0  # A-SPADE restores heavily clipped guitar
+    assert json.loads((tmp_path / "aspade" / "summary.json").read_text())["unchanged_examples"] == 0
     # A file clipped at its own level, at 44.1 kHz: A-SPADE runs at the file's rate, chunk by chunk, with one
     # threshold for the whole file (a quiet chunk's own peak is not the clipping level).
     clean = np.concatenate([demo_guitar(3.0, 44100, seed=5, peak=0.9), demo_guitar(3.0, 44100, seed=6, peak=0.05)],
@@ -170,3 +171,48 @@ def test_aspade_through_evaluate_and_run(clip_corpus, tmp_path):
     assert effects.sdr_db(clean, restored.T) > effects.sdr_db(clean, clipped) + 2
     quiet = slice(3 * 44100 + 1000, 6 * 44100)  # never clipped: passes through
     np.testing.assert_allclose(restored.T[:, quiet], clipped[:, quiet], atol=1e-6)
+
+
+def test_aspade_run_declips_each_channel_at_its_own_level_and_says_when_it_changes_nothing(tmp_path, capsys):
+    # Stereo at 44.1 kHz, the channels clipped at their own levels: one threshold for both (the louder
+    # channel's) found no clipped sample in the quieter channel, which came back unchanged without a word.
+    clean = np.concatenate([demo_guitar(1.5, 44100, seed=21, peak=0.9), demo_guitar(1.5, 44100, seed=22, peak=0.3)])
+    clipped = np.concatenate([effects.clip_to_sdr(channel[None], 5.0)[0] for channel in clean])
+    assert np.abs(clipped[1]).max() < 0.5 * np.abs(clipped[0]).max()
+    sf.write(tmp_path / "clipped.wav", clipped.T, 44100, subtype="FLOAT")
+    assert dedistort_main(["run", str(tmp_path / "clipped.wav"), "-o", str(tmp_path / "restored.wav"), "--method",
+                           "aspade"]) == 0
+    restored, _ = sf.read(tmp_path / "restored.wav", dtype="float32", always_2d=True)
+    for c in (0, 1):
+        assert effects.sdr_db(clean[c], restored.T[c]) > effects.sdr_db(clean[c], clipped[c]) + 2
+    assert "unchanged" not in capsys.readouterr().err
+    # Audio without clipped samples (unclipped guitar) comes back as it was, and the user is told why.
+    sf.write(tmp_path / "clean.wav", clean.T, 44100, subtype="FLOAT")
+    assert dedistort_main(["run", str(tmp_path / "clean.wav"), "-o", str(tmp_path / "same.wav"), "--method",
+                           "aspade"]) == 0
+    same, _ = sf.read(tmp_path / "same.wav", dtype="float32", always_2d=True)
+    assert np.array_equal(same.T, clean)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "clean.wav" in warnings[0] and "no clipped samples" in warnings[0]
+    assert "44100 Hz" in warnings[0] and "in channel" not in warnings[0]  # both channels
+
+
+def test_evaluate_counts_and_reports_examples_a_method_left_unchanged(clip_corpus, tmp_path):
+    from training.evaluate import evaluate
+    from training.methods import resolve
+
+    said = []
+    # A threshold above every sample: A-SPADE finds nothing to declip in any example.
+    method = resolve("aspade", aspade_options={"threshold": 2.0})
+    summary = evaluate(method, clip_corpus, "test", tmp_path / "r", metrics=("si-sdr",), workers=0, progress=False,
+                       warn=said.append)
+    assert summary["unchanged_examples"] == summary["examples"] > 0
+    assert len(said) == 1 and f"{summary['examples']} of {summary['examples']}" in said[0]
+    assert "no clipped samples" in said[0] and "no clipped samples" in summary["unchanged_reason"]
+    written = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert written["unchanged_examples"] == len(written["unchanged_keys"]) == summary["examples"]
+    # The input method is the identity by definition: counted, not warned about.
+    said.clear()
+    plain = evaluate("input", clip_corpus, "test", tmp_path / "i", metrics=("si-sdr",), workers=0, progress=False,
+                     warn=said.append)
+    assert plain["unchanged_examples"] == plain["examples"] and not said

@@ -9,7 +9,8 @@ folder:
   SDR (the clip-sdr target, when there is one), then ``input_<metric>`` and ``output_<metric>`` for each
   metric and ``si_sdr_improvement_db``;
 - ``summary.json``: medians, quartiles and means per column, FAD of input and output sets when asked,
-  and the method's own speed (x real time, restoration only);
+  the method's own speed (x real time, restoration only), and how many examples the method returned
+  unchanged (``unchanged_examples``, with their keys and the reason; also said on stderr);
 - ``audio/KEY.{input,target,output}.wav`` for the first few examples (``dedistort report`` draws their
   spectrograms).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,7 +35,7 @@ from tqdm import tqdm
 from manifests.dataset_info import atomic_path
 
 from .data import PairStream, apply_online, make_loader
-from .methods import Method, resolve
+from .methods import Method, resolve, unchanged_examples
 from .metrics import METRICS, parse_metric_names
 
 #: What ``evaluate`` scores when not told otherwise (FAD needs VGGish weights, so it is asked for).
@@ -111,7 +113,7 @@ class _FadSets:
 def evaluate(method: str | Path | Method, data: str | Path, split: str = "test", out_dir: str | Path = "results",
              metrics: tuple[str, ...] = DEFAULT_METRICS, vggish_path: str | Path | None = None,
              device: torch.device | None = None, batch_size: int = 4, workers: int | None = None,
-             save_examples: int = 3, progress: bool = True, fad_embedder=None) -> dict:
+             save_examples: int = 3, progress: bool = True, fad_embedder=None, warn=None) -> dict:
     """Score ``method`` on every example of ``split`` once; writes scores.parquet, summary.json and audio/.
 
     Args:
@@ -121,6 +123,7 @@ def evaluate(method: str | Path | Method, data: str | Path, split: str = "test",
             weights) or ``fad_embedder`` (any ``embed(audio (samples,), rate) -> (frames, D)`` callable).
         workers: processes scoring the per-example metrics (None: one per core; 0: in this process).
         save_examples: how many examples (the first in key order) to write as WAV for the report.
+        warn: called with a one-line message when the method returned examples unchanged (default: stderr).
 
     Returns the summary (what summary.json holds).
     """
@@ -151,6 +154,7 @@ def evaluate(method: str | Path | Method, data: str | Path, split: str = "test",
     pending: deque[Future] = deque()
     scored: dict[str, dict] = {}
     rows: list[dict] = []
+    unchanged: list[str] = []
     method_seconds = audio_seconds = 0.0
     try:
         for batch in tqdm(make_loader(stream, batch_size=batch_size), desc=f"{method.name} on {split}",
@@ -162,6 +166,8 @@ def evaluate(method: str | Path | Method, data: str | Path, split: str = "test",
                 torch.cuda.synchronize()
             method_seconds += time.perf_counter() - started
             audio_seconds += noisy.shape[0] * noisy.shape[-1] / stream.sample_rate
+            unchanged += [key for key, same in zip(batch["key"], unchanged_examples(noisy, output).tolist(),
+                                                   strict=True) if same]
             for b, key in enumerate(batch["key"]):
                 reference, distorted, restored = (t[b].detach().cpu().numpy().astype(np.float32)
                                                   for t in (clean, noisy, output))
@@ -196,12 +202,21 @@ def evaluate(method: str | Path | Method, data: str | Path, split: str = "test",
                "examples": len(rows), "sample_rate": stream.sample_rate, "metrics_computed": list(metrics),
                "metrics": summarise(rows),
                "speed": {"audio_seconds": audio_seconds, "method_seconds": method_seconds,
-                         "times_real_time": audio_seconds / max(method_seconds, 1e-9), "device": str(device)}}
+                         "times_real_time": audio_seconds / max(method_seconds, 1e-9), "device": str(device)},
+               "unchanged_examples": len(unchanged), "unchanged_keys": sorted(unchanged),
+               "unchanged_reason": method.unchanged_reason if unchanged else None}
+    if unchanged and method.unchanged_reason is not None:  # the input method is the identity by definition
+        (warn or _stderr)(f"warning: {method.name} returned {len(unchanged)} of {len(rows)} {split} examples "
+                          f"unchanged (e.g. {min(unchanged)}): {method.unchanged_reason}")
     if fad is not None:
         summary["fad"] = fad.scores()
     with atomic_path(out_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -227,14 +242,17 @@ def _save_example(folder: Path, key: str, reference: np.ndarray, noisy: np.ndarr
 
 def run_file(input_path: str | Path, output_path: str | Path, method: str | Path | Method, chunk_seconds: float = 10.0,
              overlap_seconds: float = 1.0, device: torch.device | None = None,
-             aspade_options: dict | None = None) -> dict:
+             aspade_options: dict | None = None, warn=None) -> dict:
     """Restore one audio file of any length and sample rate with a trained model or A-SPADE.
 
     A model's file is resampled to the model's rate and back; A-SPADE runs at the file's own rate (resampling
-    would smear the clipped plateaus it detects), with the clipping threshold taken from the whole file.
+    would smear the clipped plateaus it detects), channel by channel, each with its clipping threshold taken
+    from the whole channel (:func:`clipping_levels`; a channel without a plateau at its peak passes through).
     The signal is cut into ``chunk_seconds`` chunks overlapping by ``overlap_seconds`` (cross-faded with a
     linear ramp), run channel by channel if the method is mono, and written as 32-bit float WAV or 24-bit
-    FLAC. Returns {"audio_seconds", "wall_seconds", "times_real_time"}.
+    FLAC. When the method returns every chunk of a channel exactly as given (A-SPADE finding no clipped
+    samples), ``warn`` (default: stderr) is told so and why, in one line. Returns {"audio_seconds",
+    "wall_seconds", "times_real_time", "unchanged_channels"}.
     """
     if not 0 <= overlap_seconds < chunk_seconds:
         raise ValueError(f"need 0 <= overlap_seconds < chunk_seconds, got {overlap_seconds} and {chunk_seconds}")
@@ -251,10 +269,14 @@ def run_file(input_path: str | Path, output_path: str | Path, method: str | Path
         raise ValueError(f"{input_path}: contains no samples")
     if not np.isfinite(audio).all():
         raise ValueError(f"{input_path}: contains non-finite samples (NaN or inf)")
+    per_channel = None  # A-SPADE: one method per channel (its own clipping level), None for an unclipped channel
     if str(method) == "aspade":
-        # One threshold for the whole file: a chunk's own peak would be below the clipping level.
-        options = {"threshold": float(np.abs(audio).max()), **(aspade_options or {})}
-        method = resolve("aspade", device, options)
+        # One threshold per channel for the whole file: a chunk's own peak would be below the clipping level,
+        # and channels clip at their own levels (one threshold for all left a quieter channel untouched).
+        per_channel = [None if math.isnan(level) else resolve("aspade", device, {"threshold": level,
+                                                                                **(aspade_options or {})})
+                       for level in clipping_levels(audio.T)]
+        method = resolve("aspade", device, aspade_options)
     elif not isinstance(method, Method):
         method = resolve(method, device)
     if method.needs_target:
@@ -263,11 +285,17 @@ def run_file(input_path: str | Path, output_path: str | Path, method: str | Path
     model_rate = method.sample_rate or rate
     resampled = soxr.resample(audio, rate, model_rate, quality="VHQ") if rate != model_rate else audio
     signal = np.ascontiguousarray(resampled.T)  # (channels, samples)
-    if method.channels in (None, signal.shape[0]):
-        restored = _overlap_add(method, signal, model_rate, chunk_seconds, overlap_seconds, device)
+    if per_channel is not None:
+        parts = [(signal[c:c + 1], np.ones(1, dtype=bool)) if per_channel[c] is None else
+                 _overlap_add(per_channel[c], signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds, device)
+                 for c in range(signal.shape[0])]
+        restored, unchanged = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    elif method.channels in (None, signal.shape[0]):
+        restored, unchanged = _overlap_add(method, signal, model_rate, chunk_seconds, overlap_seconds, device)
     elif method.channels == 1:
-        restored = np.concatenate([_overlap_add(method, signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds,
-                                                device) for c in range(signal.shape[0])])
+        parts = [_overlap_add(method, signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds, device)
+                 for c in range(signal.shape[0])]
+        restored, unchanged = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     else:
         raise ValueError(f"{input_path} has {signal.shape[0]} channels; {method.name} takes {method.channels}")
     output = soxr.resample(restored.T, model_rate, rate, quality="VHQ") if rate != model_rate else restored.T
@@ -278,13 +306,33 @@ def run_file(input_path: str | Path, output_path: str | Path, method: str | Path
                  format=container)
     wall = time.perf_counter() - started
     seconds = audio.shape[0] / rate
-    return {"audio_seconds": seconds, "wall_seconds": wall, "times_real_time": seconds / max(wall, 1e-9)}
+    if unchanged.any() and method.unchanged_reason is not None:
+        which = ("" if unchanged.all() else f" in channel {', '.join(str(c + 1) for c in np.flatnonzero(unchanged))}"
+                 f" of {unchanged.size}")
+        (warn or _stderr)(f"warning: {input_path}: {method.name} left the audio unchanged{which} "
+                          f"({rate} Hz, peak {float(np.abs(audio).max()):.6g}): {method.unchanged_reason}")
+    return {"audio_seconds": seconds, "wall_seconds": wall, "times_real_time": seconds / max(wall, 1e-9),
+            "unchanged_channels": int(unchanged.sum())}
+
+
+def clipping_levels(audio: np.ndarray) -> list[float]:
+    """Clipping level θ of each channel of (C, T) ``audio``: its peak magnitude where at least two samples
+    reach it (a plateau, by A-SPADE's rule), NaN where the peak is a lone sample or the channel is silent."""
+    from .baselines.aspade import CLIP_RELATIVE_TOLERANCE
+
+    magnitude = np.abs(audio)
+    peaks = magnitude.max(axis=-1)
+    plateau = (magnitude >= peaks[:, None] * (1.0 - CLIP_RELATIVE_TOLERANCE)).sum(axis=-1)
+    return [float(p) if p > 0 and n >= 2 else math.nan for p, n in zip(peaks, plateau, strict=True)]
 
 
 @torch.no_grad()
 def _overlap_add(method: Method, signal: np.ndarray, rate: int, chunk_seconds: float, overlap_seconds: float,
-                 device: torch.device) -> np.ndarray:
-    """Method output for (C, T) ``signal`` chunk by chunk, cross-fading the overlaps; returns (C, T)."""
+                 device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Method output for (C, T) ``signal`` chunk by chunk, cross-fading the overlaps.
+
+    Returns the (C, T) output and a (C,) bool: channels the method returned exactly as given in every chunk.
+    """
     chunk = max(1, round(chunk_seconds * rate))
     overlap = round(overlap_seconds * rate)
     hop = chunk - overlap
@@ -292,9 +340,11 @@ def _overlap_add(method: Method, signal: np.ndarray, rate: int, chunk_seconds: f
     output = np.zeros_like(signal, dtype=np.float64)
     weight = np.zeros(length)
     ramp = np.linspace(0.0, 1.0, overlap + 2)[1:-1] if overlap else np.zeros(0)
+    unchanged = np.ones(signal.shape[0], dtype=bool)
     for start in range(0, max(length - overlap, 1), hop):
         piece = signal[:, start:start + chunk]
         estimate = method(torch.from_numpy(piece).unsqueeze(0).to(device), None, rate)[0].cpu().numpy()
+        unchanged &= (estimate.shape == piece.shape) and (estimate == piece).all(axis=-1)
         window = np.ones(piece.shape[1])
         if start > 0 and overlap:
             window[:overlap] = ramp[: piece.shape[1]] if piece.shape[1] < overlap else ramp
@@ -302,4 +352,4 @@ def _overlap_add(method: Method, signal: np.ndarray, rate: int, chunk_seconds: f
             window[-overlap:] = ramp[::-1]
         output[:, start:start + piece.shape[1]] += estimate * window
         weight[start:start + piece.shape[1]] += window
-    return (output / np.maximum(weight, 1e-12)).astype(np.float32)
+    return (output / np.maximum(weight, 1e-12)).astype(np.float32), unchanged

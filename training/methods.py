@@ -33,6 +33,8 @@ class Method:
             runs at the file's own rate: A-SPADE must, as resampling smears the clipped plateaus).
         channels: channels the method takes at once, or None for any number.
         description: what it is, with its settings, for the results' summary.
+        unchanged_reason: why the method may return an input exactly as given, said to the user whenever
+            it does (see :func:`unchanged_examples`); None for a method that is the identity by definition.
     """
 
     name: str
@@ -40,6 +42,7 @@ class Method:
     sample_rate: int | None = None
     channels: int | None = None
     description: str = ""
+    unchanged_reason: str | None = "the method returned its input exactly"
     _restore: object = field(default=None, repr=False)
 
     def __call__(self, noisy: torch.Tensor, clean: torch.Tensor | None, sample_rate: int) -> torch.Tensor:
@@ -53,7 +56,7 @@ def resolve(spec: str | Path, device: torch.device | str = "cpu", aspade_options
     """The method called ``spec``: one of :data:`BUILTIN_METHODS` or the path of a checkpoint."""
     spec = str(spec)
     if spec == "input":
-        return Method("input", description="the distorted input, unprocessed",
+        return Method("input", description="the distorted input, unprocessed", unchanged_reason=None,
                       _restore=lambda noisy, clean, rate: noisy)
     if spec == "irm":
         from .baselines.irm import ideal_ratio_mask, stft_size_for
@@ -82,13 +85,31 @@ def resolve(spec: str | Path, device: torch.device | str = "cpu", aspade_options
                   description=f"{config['model']} ({config['size']} size) from {spec}, epoch {state['epoch']}")
 
 
+def unchanged_examples(noisy: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Which examples of a batch a method returned exactly as given: (B,) bool for (B, C, T) batches."""
+    if noisy.shape != output.shape:
+        return torch.zeros(noisy.shape[0], dtype=torch.bool)
+    return (noisy.detach().cpu() == output.detach().cpu()).flatten(1).all(dim=1)
+
+
+#: Why A-SPADE returns audio unchanged (it then has nothing to declip).
+ASPADE_UNCHANGED = ("A-SPADE found no clipped samples: it declips only samples at the clipping level θ (the peak "
+                    "magnitude, in a run of at least two when θ is estimated), at the audio's own sample rate; "
+                    "silence, unclipped audio and soft distortion such as overdrive have no such plateau")
+
+
 def _aspade_method(options: dict) -> Method:
     from .baselines.aspade import aspade
 
+    def declip(example: np.ndarray) -> np.ndarray:
+        # Digital silence (a quiet chunk of a long file) has nothing to declip: returned as is, not refused.
+        return example if not np.any(example) else aspade(example, **options)
+
     def run_aspade(noisy: torch.Tensor, clean: torch.Tensor | None, rate: int) -> torch.Tensor:
         # A-SPADE is numpy and frame-parallel within a signal; examples go one by one.
-        restored = [aspade(example, **options) for example in noisy.detach().cpu().numpy()]
+        restored = [declip(example) for example in noisy.detach().cpu().numpy()]
         return torch.from_numpy(np.stack(restored)).to(noisy.device)
 
     settings = ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
-    return Method("aspade", _restore=run_aspade, description=f"A-SPADE declipper ({settings})")
+    return Method("aspade", _restore=run_aspade, description=f"A-SPADE declipper ({settings})",
+                  unchanged_reason=ASPADE_UNCHANGED)
