@@ -159,8 +159,9 @@ class RemotePath:
 
     @property
     def fs(self):
-        if self._fs is None:
-            self._fs = _filesystem(self.scheme)
+        # Async backends (s3fs, http) are not fork-safe: a DataLoader worker process makes its own.
+        if self._fs is None or getattr(self, "_pid", None) != os.getpid():
+            self._fs, self._pid = _filesystem(self.scheme), os.getpid()
         return self._fs
 
     @property
@@ -179,6 +180,7 @@ class RemotePath:
         part = os.fspath(part).strip("/")
         joined = RemotePath.__new__(RemotePath)
         joined.scheme, joined.url, joined._fs = self.scheme, f"{self.url}/{part}" if part else self.url, self._fs
+        joined._pid = getattr(self, "_pid", None)
         return joined
 
     @property
@@ -203,7 +205,7 @@ class RemotePath:
         return hash(self.url)
 
     def __getstate__(self) -> dict:
-        return {"scheme": self.scheme, "url": self.url, "_fs": None}  # filesystems hold event loops
+        return {"scheme": self.scheme, "url": self.url, "_fs": None, "_pid": None}  # filesystems hold event loops
 
     def _call(self, what: str, function, *args, **kwargs):
         """Run a backend call; its errors become one-line StorageErrors (FileNotFoundError stays itself)."""

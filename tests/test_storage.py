@@ -186,6 +186,12 @@ def test_loader_reads_the_same_crops_from_s3_as_from_disk(local_and_remote, tmp_
         assert [x["key"] for x in here] == [x["key"] for x in there] and len(here) > 0
         for a, b in zip(here, there, strict=True):
             assert torch.equal(a["input"], b["input"]) and torch.equal(a["target"], b["target"])
+    # DataLoader worker processes (forked after the stream read its manifests) make their own connections.
+    from training.data import make_loader
+
+    batches = list(make_loader(PairStream(remote, "valid", None, training=False), batch_size=4, num_workers=1))
+    expected = [x["key"] for x in PairStream(local, "valid", None, training=False)]
+    assert [key for batch in batches for key in batch["key"]] == expected
     with pytest.raises(StorageError, match="no dataset there"):
         PairStream(remote + "-typo", "train")
     key = here[0]["key"]
