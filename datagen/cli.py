@@ -38,7 +38,8 @@ def _describe_effects() -> str:
     lines = []
     for name in effect_names():
         effect = get_effect(name)
-        lines.append(f"{name}: {effect.summary}")
+        lines.append(f"{name}: {effect.summary}" + (" [--online: rendered in torch at training time]"
+                                                     if effect.online else ""))
         for p in effect.parameters:
             default = "required" if p.default is None else f"default {p.default:g}"
             marker = " (swept by --gains/--sdr)" if p.name == effect.primary else ""

@@ -56,6 +56,10 @@ def test_build_refuses_an_online_effect_the_loader_cannot_render(tmp_path, capsy
                                 render=lambda x, gain_db: (x, {}))
     effects.register(numpy_only)
     try:
+        assert datagen_main(["effects"]) == 0
+        listing = capsys.readouterr().out.splitlines()
+        assert "rendered in torch" not in next(line for line in listing if line.startswith("numpy-only:"))
+        assert "rendered in torch" in next(line for line in listing if line.startswith("overdrive:"))
         assert datagen_main(["build", "--effect", "numpy-only", "--online", "--gains", "1,2", "--out",
                              str(tmp_path / "out"), "-q"]) == 2
     finally:
