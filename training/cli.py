@@ -135,7 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = _method_of(args)
     report = run_file(args.input, args.output, spec, args.chunk_seconds, args.overlap_seconds,
-                      aspade_options=_aspade_options(args) if spec == "aspade" else None)
+                      aspade_options=_aspade_options(args) if spec == "aspade" else None, progress=not args.quiet)
     print(f"{args.input} -> {args.output}: {report['audio_seconds']:.1f} s of audio in {report['wall_seconds']:.2f} s, "
           f"{report['times_real_time']:,.1f}x real time")
     return 0
@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_arguments(run)
     run.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length in s (default 10)")
     run.add_argument("--overlap-seconds", type=float, default=1.0, help="cross-fade between chunks in s (default 1)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar over the chunks")
     run.set_defaults(run=_cmd_run)
 
     report = commands.add_parser("report", help="the paper's figures and tables from evaluate results")

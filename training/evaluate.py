@@ -242,7 +242,7 @@ def _save_example(folder: Path, key: str, reference: np.ndarray, noisy: np.ndarr
 
 def run_file(input_path: str | Path, output_path: str | Path, method: str | Path | Method, chunk_seconds: float = 10.0,
              overlap_seconds: float = 1.0, device: torch.device | None = None,
-             aspade_options: dict | None = None, warn=None) -> dict:
+             aspade_options: dict | None = None, warn=None, progress: bool = False) -> dict:
     """Restore one audio file of any length and sample rate with a trained model or A-SPADE.
 
     A model's file is resampled to the model's rate and back; A-SPADE runs at the file's own rate (resampling
@@ -251,7 +251,8 @@ def run_file(input_path: str | Path, output_path: str | Path, method: str | Path
     The signal is cut into ``chunk_seconds`` chunks overlapping by ``overlap_seconds`` (cross-faded with a
     linear ramp), run channel by channel if the method is mono, and written as 32-bit float WAV or 24-bit
     FLAC. When the method returns every chunk of a channel exactly as given (A-SPADE finding no clipped
-    samples), ``warn`` (default: stderr) is told so and why, in one line. Returns {"audio_seconds",
+    samples), ``warn`` (default: stderr) is told so and why, in one line. ``progress`` shows a bar over the
+    chunks (on stderr). Returns {"audio_seconds",
     "wall_seconds", "times_real_time", "unchanged_channels"}.
     """
     if not 0 <= overlap_seconds < chunk_seconds:
@@ -287,13 +288,15 @@ def run_file(input_path: str | Path, output_path: str | Path, method: str | Path
     signal = np.ascontiguousarray(resampled.T)  # (channels, samples)
     if per_channel is not None:
         parts = [(signal[c:c + 1], np.ones(1, dtype=bool)) if per_channel[c] is None else
-                 _overlap_add(per_channel[c], signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds, device)
+                 _overlap_add(per_channel[c], signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds, device,
+                              progress)
                  for c in range(signal.shape[0])]
         restored, unchanged = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     elif method.channels in (None, signal.shape[0]):
-        restored, unchanged = _overlap_add(method, signal, model_rate, chunk_seconds, overlap_seconds, device)
+        restored, unchanged = _overlap_add(method, signal, model_rate, chunk_seconds, overlap_seconds, device,
+                                           progress)
     elif method.channels == 1:
-        parts = [_overlap_add(method, signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds, device)
+        parts = [_overlap_add(method, signal[c:c + 1], model_rate, chunk_seconds, overlap_seconds, device, progress)
                  for c in range(signal.shape[0])]
         restored, unchanged = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     else:
@@ -328,8 +331,9 @@ def clipping_levels(audio: np.ndarray) -> list[float]:
 
 @torch.no_grad()
 def _overlap_add(method: Method, signal: np.ndarray, rate: int, chunk_seconds: float, overlap_seconds: float,
-                 device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Method output for (C, T) ``signal`` chunk by chunk, cross-fading the overlaps.
+                 device: torch.device, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Method output for (C, T) ``signal`` chunk by chunk, cross-fading the overlaps (a bar over the chunks
+    when ``progress``).
 
     Returns the (C, T) output and a (C,) bool: channels the method returned exactly as given in every chunk.
     """
@@ -341,7 +345,9 @@ def _overlap_add(method: Method, signal: np.ndarray, rate: int, chunk_seconds: f
     weight = np.zeros(length)
     ramp = np.linspace(0.0, 1.0, overlap + 2)[1:-1] if overlap else np.zeros(0)
     unchanged = np.ones(signal.shape[0], dtype=bool)
-    for start in range(0, max(length - overlap, 1), hop):
+    starts = range(0, max(length - overlap, 1), hop)
+    for start in tqdm(starts, desc=f"{method.name}, {signal.shape[0]} channel(s)", unit="chunk", leave=False,
+                      disable=not progress or len(starts) < 2):
         piece = signal[:, start:start + chunk]
         estimate = method(torch.from_numpy(piece).unsqueeze(0).to(device), None, rate)[0].cpu().numpy()
         unchanged &= (estimate.shape == piece.shape) and (estimate == piece).all(axis=-1)

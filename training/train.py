@@ -119,6 +119,16 @@ def validate(model: torch.nn.Module, stream: PairStream, device: torch.device, b
     return total / count if count else math.nan
 
 
+def validation_batch_size(batch_size: int, crop_seconds: float, example_seconds: float) -> int:
+    """Whole validation examples per batch holding no more audio than one training batch (at least 1).
+
+    Validation runs whole examples (10 s in the demo corpus) where training runs crops (2 s): a batch
+    of ``batch_size`` whole examples held 5× the activations of a training batch and set the run's
+    peak memory (benchmarks/bench_train_memory.py). The score is a mean over examples either way.
+    """
+    return max(1, int(batch_size * crop_seconds // max(example_seconds, 1e-9)))
+
+
 def autocast(device: torch.device, precision: str):
     """The autocast context of ``precision`` ("32": none; "bf16"; "16-mixed": float16) on ``device``."""
     if precision == "32":
@@ -179,6 +189,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, world: distributed.
     train_stream = PairStream(config.data, "train", config.crop_seconds, training=True, seed=config.seed)
     valid_stream = PairStream(config.data, "valid", None, training=False, seed=config.seed)
     channels = int(train_stream.rows[0]["channels"])
+    valid_batch = validation_batch_size(rank_batch, config.crop_seconds,
+                                        max(float(row["duration_seconds"]) for row in valid_stream.rows))
     model = models.create(config.model, config.size, channels=channels).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1,
@@ -259,7 +271,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, world: distributed.
                     batches.close()
             loss_sum, loss_count = world.sum([sum(losses), len(losses)])  # the mean over all ranks' steps
             train_loss = loss_sum / loss_count if loss_count else math.nan
-            score = validate(model, valid_stream, device, rank_batch, world, config.precision, progress)
+            score = validate(model, valid_stream, device, valid_batch, world, config.precision, progress)
             scheduler.step(score)  # the same score on every rank, so the same learning rate
             if score > best:
                 best, best_epoch = score, epoch
