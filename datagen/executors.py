@@ -62,17 +62,34 @@ def die_with_parent(parent_pid: int) -> None:
 
 @contextlib.contextmanager
 def _signals_blocked() -> Iterator[None]:
-    """Block SIGINT and SIGTERM in this thread while it starts workers, so a Ctrl-C sent to the whole
-    process group cannot reach a worker before :func:`die_with_parent` has told it to ignore SIGINT (the
-    mask is inherited); a signal that arrives meanwhile is delivered to the parent when unblocked."""
+    """Hold SIGINT and SIGTERM back while this thread starts workers, then act on them.
+
+    Two things can go wrong when Ctrl-C lands while a worker is being started: the worker gets it before
+    :func:`die_with_parent` has told it to ignore SIGINT (it prints its own traceback), or the parent is
+    interrupted halfway through handing the new worker its start-up data (the worker then dies printing
+    "EOFError: Ran out of input"). The signal mask, inherited by the workers, covers the first; a handler
+    that only records the signal covers the second (a signal can reach the process through any of its
+    threads whatever this thread's mask). Afterwards the recorded signal gets its usual handler.
+    """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held = (signal.SIGINT, signal.SIGTERM)
+    received: list[int] = []
+    handlers = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in held}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(held))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a pending signal is recorded here
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        if received:
+            handler = handlers[received[0]]
+            if callable(handler):
+                handler(received[0], None)  # e.g. KeyboardInterrupt, or the CLI's SIGTERM exception
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
