@@ -17,6 +17,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -396,14 +397,18 @@ def screen_sources(sources: list[SourceFile], segment_seconds: float, keep_chann
     skipped: list[SkippedFile] = []
     files = [s for s in sources if not s.is_demo]
     bar = tqdm(total=len(files), unit="file", desc="checking sources", disable=not progress or not files)
-    for source in sources:
-        reason = check_source(source, segment_seconds)
-        if reason is None:
-            kept.append(source)
-        else:
-            skipped.append(SkippedFile(source.source_id, reason))
-        if not source.is_demo:
-            bar.update(1)
+    # Threads: libsndfile and numpy release the GIL while decoding and checking, so reading is what limits.
+    # map() keeps the sources' order, so the result does not depend on the thread count.
+    threads = max(1, min(len(files), os.cpu_count() or 1, 8))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for source, reason in zip(sources, pool.map(lambda s: check_source(s, segment_seconds), sources),
+                                  strict=True):
+            if reason is None:
+                kept.append(source)
+            else:
+                skipped.append(SkippedFile(source.source_id, reason))
+            if not source.is_demo:
+                bar.update(1)
     bar.close()
     if not kept:
         first = skipped[0]

@@ -167,7 +167,9 @@ def render_card(info: dict) -> str:
     if info.get("config_hash"):
         lines.append(f"- Config hash (sha256): `{info['config_hash']}`")
     if "skipped_files" in info:
-        lines.append(f"- Source files skipped as unreadable: {len(info['skipped_files'])} (listed in dataset.json)")
+        lines.append(f"- Source files skipped: {len(info['skipped_files'])} (unreadable, truncated, non-finite, "
+                     "implausible header or shorter than one segment; each with its reason in dataset.json, "
+                     "`skipped_files`)")
     if config:
         lines += ["", "The full build config (also in `dataset.json`):", "", "```json",
                   json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False), "```"]

@@ -107,7 +107,7 @@ def test_bad_files_are_wholly_out_listed_once_with_their_reasons(built):
     assert {row["source_id"] for row in rows} == {f"take-{i}.wav" for i in range(5)}
     assert len(rows) == 5 * 2 * 2  # 5 files x 2 segments x 2 gains
     card = (out / "README.md").read_text()
-    assert f"skipped as unreadable: {len(BAD)}" in card or f"skipped: {len(BAD)}" in card
+    assert f"Source files skipped: {len(BAD)} (" in card
     assert verify_dataset(out) == []
 
 
