@@ -189,12 +189,39 @@ def test_crafx_decoder_is_the_tied_transposed_front_end():
 @pytest.mark.parametrize("kwargs,match", [
     ({"kernel_size": 0}, "kernel_size"), ({"filters": -1}, "filters"), ({"pool_size": 2.5}, "pool_size"),
     ({"lstm_units": (64, 32, 8)}, "last BLSTM"), ({"lstm_units": ()}, "at least one"),
-    ({"context_hop": 100}, "multiple of pool_size"), ({"se_window": 100}, "multiple of pool_size"),
+    ({"frame_length": 4000}, "multiple of pool_size"), ({"hop_length": 1024}, "half of frame_length"),
     ({"context_frames": -1}, "context_frames"), ({"dropout": 1.0}, "dropout"), ({"saaf_intervals": 0}, "intervals"),
 ])
 def test_crafx_refuses_nonsense(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CRAFx(**kwargs)
+
+
+def test_crafx_overlap_add_of_unchanged_frames_is_the_input():
+    # The original's slicing (centred 4096-sample frames, hop 2048, no window) and overlap (periodic Hann,
+    # rate 2 · hop / frame = 1): frames passed through unchanged give the signal back, at every length.
+    model = _fresh("crafx")
+    model.forward_frames = lambda frames: frames
+    for length in (1, 2047, 2048, 5000, 36864):
+        x = torch.randn(2, 1, length)
+        torch.testing.assert_close(model(x), x, rtol=1e-5, atol=1e-6)
+        assert model.frames(x[:, 0]).shape == (2, -(-length // 2048) + 1, 4096)
+
+
+def test_crafx_crop_and_whole_signal_see_the_same_context():
+    # Training crops and evaluation signals: a frame with its 4 previous and 4 next frames inside the crop
+    # gives the same output in both (frames on the same 2048-sample grid), and its samples do too.
+    model = _fresh("crafx").eval()
+    hop = 2048
+    x = torch.randn(1, 1, 30 * hop) * 0.3
+    start, crop = 6 * hop, 16 * hop
+    with torch.no_grad():
+        whole = model(x)
+        part = model(x[..., start:start + crop])
+    inside = slice(5 * hop, 10 * hop)  # covered by crop frames 5..10, whose contexts lie within the crop
+    torch.testing.assert_close(part[..., inside], whole[..., start:start + crop][..., inside], rtol=1e-4, atol=1e-5)
+    # Near the crop's edges the context is zeros instead of signal: there the outputs differ.
+    assert (part[..., :hop] - whole[..., start:start + hop]).abs().max() > 1e-4
 
 
 # --- SAAF ----------------------------------------------------------------------------------------------
