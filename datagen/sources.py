@@ -326,6 +326,7 @@ def _read_whole(source: SourceFile) -> str | None:
     except AudioFileError as error:
         return str(error).removeprefix(f"{source.path}: ")
     except (RuntimeError, OSError, ValueError) as error:
+        read = max(read, _readable_frames(source.path))
         return (f"truncated or corrupt: header says {expected / rate:.1f} s, only the first {read / rate:.1f} s "
                 f"can be read ({_one_line(error)})")
     if bad_first >= 0:
@@ -335,6 +336,18 @@ def _read_whole(source: SourceFile) -> str | None:
     if read > expected:
         return f"holds more frames than its header says ({expected} frames, {expected / rate:.1f} s)"
     return None
+
+
+def _readable_frames(path: str, block_frames: int = 4096) -> int:
+    """How many frames of ``path`` read before libsndfile fails (for the message; small blocks, error path only)."""
+    read = 0
+    try:
+        with sf.SoundFile(path) as handle:
+            while len(block := handle.read(block_frames, dtype="float32", always_2d=True)):
+                read += len(block)
+    except (RuntimeError, OSError, ValueError):
+        pass
+    return read
 
 
 def _wav_promised_frames(path: str) -> int | None:

@@ -49,7 +49,7 @@ def _with_rate(path: Path, rate: int) -> None:
 #: file name -> words its reason must hold
 BAD = {
     "inf.wav": "non-finite samples (NaN or inf) between 1.50 s and 1.50 s",
-    "cut.flac": "header says 4.0 s",
+    "cut.flac": "truncated or corrupt: header says 4.0 s",
     "short.wav": "shorter than one segment: 0.10 s",
     "rate-2ghz.wav": "implausible sample rate in its header: 2,000,000,000 Hz",
     "rate-1hz.wav": "implausible sample rate in its header: 1 Hz",
