@@ -106,6 +106,8 @@ def library_versions() -> dict[str, str]:
     from effects.overdrive import KERNEL_VERSION
     from manifests.flac import ENCODER_VERSION
 
+    from .plan import KEY_SCHEME
+
     try:
         from importlib.metadata import version
 
@@ -113,6 +115,7 @@ def library_versions() -> dict[str, str]:
     except Exception:  # pragma: no cover - running from a source tree without metadata
         toolkit = "unknown"
     return {"dedistort": toolkit, "flac_encoder": ENCODER_VERSION, "overdrive_kernel": KERNEL_VERSION,
+            "example_keys": KEY_SCHEME,
             "numpy": numpy.__version__, "soundfile": soundfile.__version__,
             "libsndfile": soundfile.__libsndfile_version__,
             "soxr": soxr.__version__, "pyarrow": pyarrow.__version__, "python": platform.python_version()}

@@ -156,6 +156,9 @@ def check_rendered_splits(config: BuildConfig, examples: dict[str, int], silent_
                           f"check the sources' levels, or promise no {split} with --splits {_without(config, empty)}")
 
 
+#: How example keys are made, recorded in dataset.json's versions ("example_keys"): 1 had 6-hex-digit source
+#: digests, 2 has 16. Keys seed the random draws and name every member, so they decide a release's bytes.
+KEY_SCHEME = "2"
 #: Hex digits of the source id's digest in its key prefix: 64 bits (6 digits, 24 bits, collided among ~25,000
 #: names whose slugs end alike). :func:`plan` still refuses, naming both files, two ids with one prefix.
 _KEY_DIGEST_HEX = 16

@@ -45,6 +45,12 @@ def compare_with_card(card_path: str | Path, out_dir: str | Path) -> list[str]:
         problems.append(f"the overdrive kernel differs (version {old_kernel} published, {new_kernel} rebuilt): "
                         f"overdriven samples may differ by ~1e-7 (both versions are within 1e-6 of SoX); "
                         f"identical bytes need a dedistort whose overdrive kernel is version {old_kernel}")
+    old_keys = old.get("versions", {}).get("example_keys", "1")  # cards before the key had key scheme 1
+    new_keys = new.get("versions", {}).get("example_keys", "1")
+    if old_keys != new_keys and bytes_differ:
+        problems.append(f"example keys are made differently (scheme {old_keys} published, {new_keys} rebuilt: "
+                        "longer source digests), so keys, random draws and bytes differ; identical bytes need a "
+                        f"dedistort whose example key scheme is {old_keys}")
     for split, counts in old.get("splits", {}).items():
         rebuilt = new.get("splits", {}).get(split, {}).get("examples")
         if rebuilt != counts.get("examples"):

@@ -334,3 +334,21 @@ def test_dataset_json_records_relative_skipped_paths(built):
     out, _ = built
     text = json.dumps(read_json(out / "dataset.json")["skipped_files"])
     assert "/tmp" not in text and str(Path.cwd()) not in text
+
+
+def test_a_rebuild_names_a_changed_key_scheme(tmp_path):
+    from datagen.rebuild import compare_with_card
+
+    def card(keys, shard_sha):
+        versions = {"flac_encoder": "2"} | ({"example_keys": keys} if keys else {})
+        return {"config_hash": "c", "versions": versions, "splits": {"train": {"examples": 4}},
+                "shards": {"train/a.tar": {"sha256": shard_sha, "pcm_sha256": shard_sha}}}
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(card(plan_module.KEY_SCHEME, "new")))
+    (tmp_path / "old.json").write_text(json.dumps(card(None, "old")))  # a release from before the scheme was named
+    problems = compare_with_card(tmp_path / "old.json", tmp_path / "out")
+    assert any("example keys are made differently (scheme 1 published, 2 rebuilt" in p for p in problems), problems
+    from datagen.build import library_versions
+
+    assert library_versions()["example_keys"] == plan_module.KEY_SCHEME  # what every build records
