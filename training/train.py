@@ -145,11 +145,12 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def batches_per_epoch(stream: PairStream, batch_size: int, readers: int, world: distributed.World) -> int:
-    """Training batches this rank takes per epoch: each of its ``readers`` slots batches its own rows and
-    drops its incomplete last batch (see :class:`~training.threaded_loader.ThreadedLoader`)."""
+    """Training batches this rank takes per epoch: each of its ``readers`` slots batches its own rows, the
+    last batch possibly short (see :class:`~training.threaded_loader.ThreadedLoader`)."""
     slots = world.size * max(readers, 1)
     first = world.rank * max(readers, 1)
-    return sum(len(stream.assigned_rows(slot, slots)) // batch_size for slot in range(first, first + max(readers, 1)))
+    return sum(math.ceil(len(stream.assigned_rows(slot, slots)) / batch_size)
+               for slot in range(first, first + max(readers, 1)))
 
 
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False,
