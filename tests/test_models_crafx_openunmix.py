@@ -335,3 +335,36 @@ def test_openunmix_window_is_a_buffer():
 def test_openunmix_refuses_nonsense(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OpenUnmix(**kwargs)
+
+
+def test_training_initialises_openunmix_input_statistics_from_the_training_split(tmp_path):
+    # `dedistort train` calls prepare_from_batches on every whole training example before the first epoch
+    # (UMX's train script does the same); one Adam step (lr 1e-3) later the weights are still within 1e-3.
+    import soundfile as sf
+
+    from datagen.build import build
+    from datagen.config import BuildConfig
+    from datagen.demo import demo_guitar
+    from training.data import PairStream, apply_online, make_loader
+    from training.train import TrainConfig, train
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for i in range(4):
+        sf.write(clean / f"take-{i}.wav", demo_guitar(2.0, 16000, seed=700 + i, peak=0.5).T, 16000)
+    corpus = tmp_path / "corpus"
+    build(BuildConfig(source=str(clean), effect="hardclip", sweep="6,12", segment_seconds=1.0, codec="wav32",
+                      name="umx"), corpus, progress=False, log=lambda _: None)
+    config = TrainConfig(data=str(corpus), model="openunmix", epochs=1, batch_size=2, crop_seconds=0.5,
+                         num_workers=0, max_batches_per_epoch=1)
+    train(config, tmp_path / "run", progress=False, log=lambda _: None)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    stream = PairStream(corpus, "train", None, training=False)
+    expected = _fresh("openunmix", "paper", 1).prepare_from_batches(
+        apply_online(batch, stream, "cpu")[0] for batch in make_loader(stream, batch_size=1))
+    nb_bins = state["input_mean"].shape[0]
+    mean = torch.from_numpy(expected["mean"][:nb_bins]).float()
+    scale = torch.from_numpy(expected["scale"][:nb_bins]).float()
+    assert mean.abs().max() > 1e-2  # far from the zeros a model starts with
+    torch.testing.assert_close(state["input_mean"], -mean, rtol=0, atol=1.5e-3)
+    torch.testing.assert_close(state["input_scale"], 1 / scale, rtol=0, atol=1.5e-3)

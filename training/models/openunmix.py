@@ -19,7 +19,8 @@ Intended differences, and why:
   model): the training loop and the metrics work on waveforms; UMX's ``Separator`` does the same outside;
 - one target, and a plain ratio mask with the input's phase (no multichannel Wiener filter): the paper
   (Sec. IV-B) reconstructs with the input phase;
-- the STFT is centred with zero padding (UMX 1.3: uncentred) so that any length maps onto itself;
+- the STFT is centred with zero padding, in training too (UMX's ``Separator`` centres, its training script
+  does not), so that any length maps onto itself and training and inference see the same frames;
 - "paper" runs at 16 kHz with n_fft 2048 / hop 512 (see CONFIGS), the paper's sample rate.
 """
 
