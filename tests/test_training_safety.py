@@ -131,7 +131,7 @@ def test_training_with_a_batch_above_each_readers_share_learns(corpus, tmp_path)
 
     examples = len(read_manifests(corpus)["train"])
     # One step is enough: the epoch used to have none.
-    config = TrainConfig(data=str(corpus), model="openunmix", epochs=1, batch_size=examples // 2 + 6,
+    config = TrainConfig(data=str(corpus), model="waveunet", epochs=1, batch_size=examples // 2 + 6,
                          crop_seconds=0.5, num_workers=2, max_batches_per_epoch=1)
     summary = train(config, tmp_path / "run", progress=False, log=lambda _: None)
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
@@ -220,7 +220,8 @@ def test_a_non_finite_validation_score_stops_training_naming_the_example(corpus,
 
 
 def test_the_summary_is_strict_json_naming_files_that_exist(corpus, tmp_path, capsys):
-    assert dedistort_main(_train_args(corpus, tmp_path / "run", "--batch-size", "8", "--max-batches", "1")) == 0
+    assert dedistort_main(_train_args(corpus, tmp_path / "run", "--batch-size", "8", "--max-batches", "1", "--model",
+                                      "waveunet")) == 0
 
     def refuse(constant: str):
         raise AssertionError(f"summary.json holds {constant}")
