@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,9 @@ def _magnitude_ceiling(noisy: torch.Tensor, clean: torch.Tensor, n_fft: int, hop
     return float(si_sdr(estimate[:, None], clean).mean())
 
 
+@pytest.mark.skipif(not os.environ.get("DEDISTORT_SLOW_TESTS"),
+                    reason="minutes on a loaded 2-core machine; set DEDISTORT_SLOW_TESTS=1 (thresholds not yet "
+                           "confirmed on an idle machine)")
 @pytest.mark.parametrize("name", list(TINY))
 def test_model_overfits_one_batch_of_overdriven_crops(name, overdriven_batch):
     noisy, clean = overdriven_batch
