@@ -91,8 +91,7 @@ def _magnitude_ceiling(noisy: torch.Tensor, clean: torch.Tensor, n_fft: int, hop
 
 
 @pytest.mark.skipif(not os.environ.get("DEDISTORT_SLOW_TESTS"),
-                    reason="minutes on a loaded 2-core machine; set DEDISTORT_SLOW_TESTS=1 (thresholds not yet "
-                           "confirmed on an idle machine)")
+                    reason="about 6 minutes on 2 cores (CRAFx alone 3.5); set DEDISTORT_SLOW_TESTS=1 to run it")
 @pytest.mark.parametrize("name", list(TINY))
 def test_model_overfits_one_batch_of_overdriven_crops(name, overdriven_batch):
     noisy, clean = overdriven_batch
