@@ -27,6 +27,22 @@ def guitar() -> np.ndarray:
     return demo_guitar(3.0, 16000, seed=7, peak=0.9)
 
 
+def _write_takes(folder: Path, count: int, seconds: float, seed: int, peak: float = 0.5,
+                 sample_rate: int = 16000) -> Path:
+    """Write ``count`` mono guitar takes ``take-{i}.wav`` of ``seconds`` s (seeds ``seed + i``) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        sf.write(folder / f"take-{i}.wav", demo_guitar(seconds, sample_rate, seed=seed + i, peak=peak).T,
+                 sample_rate)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def write_takes():
+    """The source folders of the build and training tests: ``write_takes(folder, count, seconds, seed)``."""
+    return _write_takes
+
+
 @pytest.fixture(scope="session")
 def stereo_guitar() -> np.ndarray:
     """Two different guitar takes as left/right channels, shape (2, 32000), float32."""

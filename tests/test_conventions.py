@@ -7,10 +7,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
 from datagen.cli import main as datagen_main
-from datagen.demo import demo_guitar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,13 +35,10 @@ def test_py_typed_ships_with_every_package():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
+def built(tmp_path_factory, write_takes) -> Path:
     """A build without --out, run from a scratch folder: where it lands is part of what is tested."""
     root = tmp_path_factory.mktemp("work")
-    clean = root / "takes"
-    clean.mkdir()
-    for i in range(5):
-        sf.write(clean / f"take-{i}.wav", demo_guitar(1.0, 16000, seed=20 + i, peak=0.5).T, 16000)
+    clean = write_takes(root / "takes", 5, 1.0, seed=20)
     here = Path.cwd()
     try:
         os.chdir(root)

@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
 torch = pytest.importorskip("torch")
 
 from datagen.build import build  # noqa: E402
 from datagen.config import BuildConfig  # noqa: E402
-from datagen.demo import demo_guitar  # noqa: E402
 from manifests import read_manifests  # noqa: E402
 from training import distributed  # noqa: E402
 from training.checkpoints import load_checkpoint  # noqa: E402
@@ -33,10 +31,9 @@ ARGS = dict(model="waveunet", size="paper", epochs=2, batch_size=16, crop_second
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    clean = tmp_path_factory.mktemp("clean")
-    for i in range(20):  # 16 / 2 / 2 recordings of 1 s: 16 training examples, 2 validation examples
-        sf.write(clean / f"take-{i}.wav", demo_guitar(1.0, 16000, seed=500 + i, peak=0.5).T, 16000)
+def corpus(tmp_path_factory, write_takes) -> Path:
+    # 16 / 2 / 2 recordings of 1 s: 16 training examples, 2 validation examples
+    clean = write_takes(tmp_path_factory.mktemp("clean"), 20, 1.0, seed=500)
     out = tmp_path_factory.mktemp("data") / "od"
     splits = tuple((f"take-{i}.wav", "train" if i < 16 else "valid" if i < 18 else "test") for i in range(20))
     build(BuildConfig(source=str(clean), effect="hardclip", sweep="12", segment_seconds=1.0, name="od",

@@ -6,23 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 torch = pytest.importorskip("torch")
 
 import effects  # noqa: E402
 from datagen.cli import main as datagen_main  # noqa: E402
-from datagen.demo import demo_guitar  # noqa: E402
 from effects import registry  # noqa: E402
 from training import data  # noqa: E402
 from training.cli import main as dedistort_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def online_overdrive(tmp_path_factory) -> Path:
-    clean = tmp_path_factory.mktemp("clean")
-    for i in range(6):
-        sf.write(clean / f"take-{i}.wav", demo_guitar(2.0, 16000, seed=40 + i, peak=0.5).T, 16000)
+def online_overdrive(tmp_path_factory, write_takes) -> Path:
+    clean = write_takes(tmp_path_factory.mktemp("clean"), 6, 2.0, seed=40)
     out = tmp_path_factory.mktemp("data") / "od"
     assert datagen_main(["build", "--source", str(clean), "--out", str(out), "--effect", "overdrive", "--online",
                          "--gains", "uniform:10:40:1", "--effect-arg", "colour=20", "--segment-seconds", "1",

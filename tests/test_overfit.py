@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 torch = pytest.importorskip("torch")
 
@@ -32,11 +31,9 @@ from training.threaded_loader import ThreadedLoader  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def long_recordings(tmp_path_factory) -> Path:
+def long_recordings(tmp_path_factory, write_takes) -> Path:
     """4 training recordings of 8 s cut in 1-s segments at 2 gains (16 examples each), 8 examples a shard."""
-    clean = tmp_path_factory.mktemp("clean")
-    for i in range(6):
-        sf.write(clean / f"take-{i}.wav", demo_guitar(8.0, 16000, seed=700 + i, peak=0.5).T, 16000)
+    clean = write_takes(tmp_path_factory.mktemp("clean"), 6, 8.0, seed=700)
     splits = tuple((f"take-{i}.wav", "train" if i < 4 else "valid" if i == 4 else "test") for i in range(6))
     out = tmp_path_factory.mktemp("data") / "od"
     build(BuildConfig(source=str(clean), effect="hardclip", sweep="6,12", segment_seconds=1.0, name="od",

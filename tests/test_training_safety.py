@@ -25,11 +25,9 @@ from training.threaded_loader import ThreadedLoader  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
+def corpus(tmp_path_factory, write_takes) -> Path:
     """48 training pairs of 1 s in 12 shards of 4, float WAV members (so a test can write a NaN into one)."""
-    clean = tmp_path_factory.mktemp("clean")
-    for i in range(10):
-        sf.write(clean / f"take-{i}.wav", demo_guitar(3.0, 16000, seed=500 + i, peak=0.5).T, 16000)
+    clean = write_takes(tmp_path_factory.mktemp("clean"), 10, 3.0, seed=500)
     out = tmp_path_factory.mktemp("data") / "safe"
     build(BuildConfig(source=str(clean), effect="hardclip", sweep="6,12", segment_seconds=1.0, codec="wav32",
                       shard_max_examples=4, name="safe"), out, progress=False, log=lambda _: None)
