@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from training.models import demucs, openunmix, waveunet
+from training.models import crafx, demucs, openunmix, parameter_count, waveunet
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -104,6 +105,82 @@ def test_waveunet_matches_the_port_golden():
         start = (inputs - outputs) // 2
         padded = model(x[..., start:start + outputs])
         assert (padded - expected).abs().max() > 1e-4
+
+
+# --- CRAFx ---------------------------------------------------------------------------------------------
+
+
+def _crafx_golden() -> tuple[crafx.CRAFx, dict[str, np.ndarray]]:
+    """Our CRAFx holding the Keras reference's weights from tests/golden/crafx.npz, and the file's arrays.
+
+    Keras layouts: convolution kernels (time, in, out), dense and LSTM kernels (in, out), LSTM gates i, f, c, o
+    in both; a SAAF's kernel is (segments + 1, channels), the slope last.
+    """
+    with np.load(GOLDEN / "crafx.npz") as file:
+        data = {key: file[key] for key in file}
+    frame, filters, kernel, context = data["config"].tolist()
+    # Models.CRAFx(win_length, filters, kernel_size_1): pooling win_length // 64, smoothing kernel 2·kernel_size_1,
+    # BLSTMs of 2·filters, filters and filters / 2 units, dense layers filters, filters / 2, filters / 2, SE ×16.
+    model = crafx.CRAFx(filters=filters, kernel_size=kernel, filterbank_kernel_size=2 * kernel,
+                        pool_size=frame // 64, frame_length=frame, hop_length=frame // 2, context_frames=context,
+                        lstm_units=(2 * filters, filters, filters // 2),
+                        dense_units=(filters, filters // 2, filters // 2), se_units=16 * filters)
+
+    def keras(name: str) -> torch.Tensor:
+        return torch.from_numpy(data[f"keras/{name}"])
+
+    state = {"conv.weight": keras("conv/kernel").permute(2, 1, 0), "conv.bias": keras("conv/bias"),
+             "filterbank.weight": keras("conv_smoothing/kernel").permute(2, 1, 0),
+             "filterbank.bias": keras("conv_smoothing/bias"), "deconv_bias": keras("deconv/bias")}
+    for index, layer in enumerate(("birnn_in/{}_lstm", "birnn_1/{}_lstm_1", "birnn_2/{}_lstm_2")):
+        cells = [layer.format(direction) + "/lstm_cell/" for direction in ("forward", "backward")]
+        state[f"lstms.{index}.weight_ih"] = torch.stack([keras(cell + "kernel").T for cell in cells])
+        state[f"lstms.{index}.weight_hh"] = torch.stack([keras(cell + "recurrent_kernel").T for cell in cells])
+        state[f"lstms.{index}.bias"] = torch.stack([keras(cell + "bias") for cell in cells])
+    for ours, theirs in (("latent_saaf", "saaf_1"), ("dense_saaf", "saaf_out")):
+        state[f"{ours}.weight"], state[f"{ours}.slope"] = keras(f"{theirs}/kernel")[:-1], keras(f"{theirs}/kernel")[-1]
+    dense = [(f"dense.{i}", name) for i, name in enumerate(("dense_in", "dense_h1", "dense_h2", "dense_out"))]
+    for ours, theirs in dense + [("excitation.hidden", "se_dense1_1"), ("excitation.gate", "se_dense2_1")]:
+        state[f"{ours}.weight"], state[f"{ours}.bias"] = keras(f"{theirs}/kernel").T, keras(f"{theirs}/bias")
+    model.load_state_dict(state)  # strict: every parameter of ours has its Keras weight, and no more
+    return model.eval(), data
+
+
+def test_crafx_matches_the_keras_golden():
+    # DL-AFx's Keras CRAFx (c7de3b4) with 1024-sample frames, 8 filters, kernel 16, its 4 context frames
+    # each side; written by tests/golden/make_crafx.py.
+    model, data = _crafx_golden()
+    x = torch.from_numpy(data["input"])[None]
+    frames = model.frames(x)
+    assert torch.equal(frames[0], torch.from_numpy(data["frames"]))  # GeneratorContext's centre frames
+    expected = torch.from_numpy(data["frame_output"])
+    assert expected.abs().mean() > 0.05
+    with torch.no_grad():
+        out = model.forward_frames(frames)[0]  # what the Keras model outputs: one frame per row
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+        signal = model(x[None])[0, 0]
+    # The overlap-add, against Utils.overlap as Evaluate.py calls it. Utils.overlap leaves the last frame
+    # out, so its window's rising half is missing from the last hop; here the windows sum to one there too.
+    hop, reference = model.hop_length, torch.from_numpy(data["output"])
+    torch.testing.assert_close(signal[:-hop], reference[:-hop], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(signal[-hop:], reference[-hop:] + out[-1, :hop] * model.window[:hop], rtol=1e-5,
+                               atol=1e-6)
+    # The comparison can fail: the decoder's exact adjoint (the flipped kernel) or SAAFs without the
+    # reference's magnitude give other outputs.
+    with torch.no_grad():
+        left = (model.conv.kernel_size[0] - 1) // 2
+        model._decode = lambda y, length: F.conv_transpose1d(y, model.conv.weight, model.deconv_bias)[
+            ..., left:left + length]
+        assert (model.forward_frames(frames)[0] - expected).abs().max() > 1e-3
+        del model._decode
+        model.latent_saaf.magnitude = 1.0
+        assert (model.forward_frames(frames)[0] - expected).abs().max() > 1e-3
+
+
+def test_crafx_has_the_reference_parameter_count():
+    # The full-size Keras model (CRAFx(4096, 32, 64)), counted by tests/golden/make_crafx.py.
+    with np.load(GOLDEN / "crafx.npz") as data:
+        assert parameter_count(crafx.build("original", 1)) == int(data["original_parameters"]) == 275_073
 
 
 # --- Open-Unmix ----------------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """CRAFx and Open-Unmix: shapes for any length, sizes, gradients, a short overfit, SAAF, the STFT round trip.
 
 Parameter bands (trainable parameters; the paper's size first):
-- CRAFx: 0.2 M to 0.5 M for both sizes and any channel count (channels are folded into the batch). The
-  original Keras model has 275,073; ours has 276,865 (PyTorch LSTMs carry two bias vectors, our SAAFs a
-  constant term and one weight per interval).
+- CRAFx: 0.2 M to 0.5 M for both sizes and any channel count (channels are folded into the batch): 275,073,
+  as the original Keras model (the count tests/golden/crafx.npz records from it; see test_model_parity.py).
 - Open-Unmix "original" (44.1 kHz, n_fft 4096, 1487 bins seen): 8.5 M to 9.3 M in stereo, as the published
   UMX (about 8.9 M per target; umxhq's checkpoints are 34 MB of float32), 6.5 M to 7.5 M in mono.
   "paper" (16 kHz, n_fft 2048, all 1025 bins): 6.0 M to 6.6 M mono, 7.0 M to 7.7 M stereo.
@@ -82,7 +81,7 @@ def test_parameter_counts_in_band(key):
 
 
 def test_crafx_parameters_do_not_depend_on_channels():
-    assert parameter_count(_model("crafx", "paper", 1)) == parameter_count(_model("crafx", "paper", 2)) == 276_865
+    assert parameter_count(_model("crafx", "paper", 1)) == parameter_count(_model("crafx", "paper", 2)) == 275_073
 
 
 # --- shapes -------------------------------------------------------------------------------------------
@@ -174,23 +173,26 @@ def test_crafx_processes_channels_independently():
         torch.testing.assert_close(stereo[:, 1:], mono(x[:, 1:]), rtol=1e-5, atol=1e-6)
 
 
-def test_crafx_decoder_is_the_tied_transposed_front_end():
+def test_crafx_decoder_is_the_reference_tied_convolution():
+    # DL-AFx's Conv1D_tied: a "same" convolution (31 left, 32 right) of the filters with the front-end
+    # kernel, channel-transposed and not flipped in time, plus one bias; no weights of its own.
     model = _fresh("crafx")
     with torch.no_grad():
-        model.deconv_bias.zero_()
-    x, y = torch.randn(2, 1, 640), torch.randn(2, 32, 640)
-    kernel = model.conv.weight
+        model.deconv_bias.fill_(0.25)
+    y = torch.randn(2, 32, 640)
+    kernel = model.conv.weight  # (32, 1, 64)
     assert all("deconv" not in name or name == "deconv_bias" for name, _ in model.named_parameters())
-    # <conv(x), y> == <x, conv^T(y)> for the "same" convolution (Keras padding: 31 left, 32 right).
-    front = F.conv1d(F.pad(x, (31, 32)), kernel)
-    torch.testing.assert_close((front * y).sum(), (x * model._decode(y, 640)).sum(), rtol=1e-4, atol=1e-3)
+    padded = F.pad(y, (31, 32))
+    expected = sum(padded[:, :, j:j + 640] * kernel[None, :, 0, j, None] for j in range(64)).sum(1, keepdim=True)
+    torch.testing.assert_close(model._decode(y, 640), expected + 0.25, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"kernel_size": 0}, "kernel_size"), ({"filters": -1}, "filters"), ({"pool_size": 2.5}, "pool_size"),
     ({"lstm_units": (64, 32, 8)}, "last BLSTM"), ({"lstm_units": ()}, "at least one"),
     ({"frame_length": 4000}, "multiple of pool_size"), ({"hop_length": 1024}, "half of frame_length"),
-    ({"context_frames": -1}, "context_frames"), ({"dropout": 1.0}, "dropout"), ({"saaf_intervals": 0}, "intervals"),
+    ({"context_frames": -1}, "context_frames"), ({"dropout": 1.0}, "dropout"),
+    ({"saaf_break_points": 1}, "break_points"),
 ])
 def test_crafx_refuses_nonsense(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -227,23 +229,23 @@ def test_crafx_crop_and_whole_signal_see_the_same_context():
 # --- SAAF ----------------------------------------------------------------------------------------------
 
 
-def _random_saaf(channels: int = 3, intervals: int = 25) -> SAAF:
-    saaf = SAAF(channels, intervals).double()
+def _random_saaf(channels: int = 3) -> SAAF:
+    saaf = SAAF(channels).double()
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for parameter in saaf.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * 3)
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * 0.05)
     return saaf
 
 
 def _saaf_reference(saaf: SAAF, x: torch.Tensor) -> torch.Tensor:
-    """Direct sum of the twice-integrated boxcars, interval by interval."""
-    out = saaf.bias + saaf.slope * x
-    for k in range(saaf.intervals):
-        a, b = saaf.knots[k], saaf.knots[k + 1]
-        h = b - a
-        basis = torch.where(x < a, 0.0, torch.where(x < b, 0.5 * (x - a) ** 2, h * (x - b) + 0.5 * h * h))
-        out = out + saaf.weight[k] * basis
+    """DL-AFx's SAAF.call written out: break points linspace(-0.2, 0.2, 25), segments [p_2k, p_2k+1]."""
+    points = torch.linspace(-0.2, 0.2, 25, dtype=torch.float64).float().double()
+    out = saaf.slope * x
+    for k in range(12):
+        s, e = points[2 * k], points[2 * k + 1]
+        basis = torch.where(x < s, 0.0, torch.where(x < e, 0.5 * (x - s) ** 2, (e - s) * (x - e) + 0.5 * (e - s) ** 2))
+        out = out + 100.0 * basis * saaf.weight[k]
     return out
 
 
@@ -251,19 +253,22 @@ def test_saaf_is_identity_at_init():
     saaf = SAAF(5)
     x = torch.linspace(-3, 3, 601)[:, None].expand(-1, 5)
     assert torch.equal(saaf(x), x)
-    assert saaf.knots.tolist() == pytest.approx(torch.linspace(-1, 1, 26).tolist())
+    assert saaf.segments == 12 and len(list(saaf.parameters())) == 2
+    assert sum(p.numel() for p in saaf.parameters()) == 13 * 5  # the reference's (12 + 1, channels) kernel
 
 
 def test_saaf_matches_the_basis_sum():
     saaf = _random_saaf()
-    x = torch.linspace(-2.5, 2.5, 5001, dtype=torch.float64)[:, None].expand(-1, 3)
+    x = torch.linspace(-0.5, 0.5, 5001, dtype=torch.float64)[:, None].expand(-1, 3)
+    x = torch.cat([x, saaf.starts.double()[:, None].expand(-1, 3), saaf.ends.double()[:, None].expand(-1, 3)])
     with torch.no_grad():
         torch.testing.assert_close(saaf(x), _saaf_reference(saaf, x), rtol=1e-9, atol=1e-9)
+        assert (saaf(x) - saaf.slope * x).abs().max() > 0.01  # the segments matter
 
 
-def test_saaf_is_continuous_and_smooth_at_every_knot():
+def test_saaf_is_continuous_and_smooth_at_every_break_point():
     saaf = _random_saaf()
-    knots = saaf.knots[:, None].expand(-1, 3)
+    points = torch.cat([saaf.starts, saaf.ends]).double()[:, None].expand(-1, 3)
     eps = 1e-9
 
     def slope_at(x: torch.Tensor) -> torch.Tensor:
@@ -272,34 +277,35 @@ def test_saaf_is_continuous_and_smooth_at_every_knot():
         return x.grad
 
     with torch.no_grad():
-        assert (saaf(knots - eps) - saaf(knots + eps)).abs().max() < 1e-5
-        assert (saaf(knots) - saaf(knots - eps)).abs().max() < 1e-5
-    assert (slope_at(knots - eps) - slope_at(knots + eps)).abs().max() < 1e-5
+        assert (saaf(points - eps) - saaf(points + eps)).abs().max() < 1e-5
+        assert (saaf(points) - saaf(points - eps)).abs().max() < 1e-5
+    assert (slope_at(points - eps) - slope_at(points + eps)).abs().max() < 1e-5
 
 
-def test_saaf_is_linear_outside_its_range():
+def test_saaf_is_linear_outside_its_segments():
     saaf = _random_saaf()
+    gaps = [(saaf.ends[k], saaf.starts[k + 1]) for k in range(saaf.segments - 1)]
     with torch.no_grad():
-        for side in (torch.linspace(-9, -1, 50, dtype=torch.float64), torch.linspace(1, 9, 50, dtype=torch.float64)):
-            y = saaf(side[:, None].expand(-1, 3))
+        for low, high in [(-9.0, -0.2), (0.19, 9.0)] + [(float(a), float(b)) for a, b in gaps]:
+            y = saaf(torch.linspace(low, high, 50, dtype=torch.float64)[:, None].expand(-1, 3))
             second_difference = y[2:] - 2 * y[1:-1] + y[:-2]
             assert second_difference.abs().max() < 1e-9
 
 
-def test_saaf_float32_knots_continuity():
+def test_saaf_float32_break_point_continuity():
     saaf = SAAF(2)
     with torch.no_grad():
         saaf.weight.normal_()
-    knots = saaf.knots[:, None].expand(-1, 2)
+    points = torch.cat([saaf.starts, saaf.ends])[:, None].expand(-1, 2)
     with torch.no_grad():
-        assert (saaf(knots) - saaf(torch.nextafter(knots, knots - 1))).abs().max() < 1e-5
+        assert (saaf(points) - saaf(torch.nextafter(points, points - 1))).abs().max() < 1e-5
 
 
 def test_saaf_refuses_nonsense():
-    with pytest.raises(ValueError, match="intervals"):
-        SAAF(4, intervals=0)
-    with pytest.raises(ValueError, match="x_min < x_max"):
-        SAAF(4, x_min=1.0, x_max=-1.0)
+    with pytest.raises(ValueError, match="break_points"):
+        SAAF(4, break_points=1)
+    with pytest.raises(ValueError, match="break_range"):
+        SAAF(4, break_range=-1.0)
     with pytest.raises(ValueError, match="channels"):
         SAAF(4)(torch.zeros(3, 5))
 
