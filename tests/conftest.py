@@ -89,3 +89,12 @@ def run_sox(sox_binary: str, tmp_path: Path):
         return out.T
 
     return run
+
+
+@pytest.fixture()
+def small_paper_models(monkeypatch):
+    """Size "paper" builds small models of the same architectures for this test (see ``small_models``)."""
+    pytest.importorskip("torch")
+    from small_models import use_small_paper_configs
+
+    use_small_paper_configs(monkeypatch.setitem)

@@ -43,7 +43,8 @@ def corpus(tmp_path_factory, write_takes) -> Path:
 
 def _torchrun(corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "training.cli", "train", "--data", str(corpus), "--out", str(out), "-q", "--device", "cpu",
+               str(ROOT / "tests" / "train_small.py"), "train", "--data", str(corpus), "--out", str(out), "-q",
+               "--device", "cpu",
                "--model", ARGS["model"], "--size", ARGS["size"], "--batch-size", str(ARGS["batch_size"]),
                "--crop-seconds", str(ARGS["crop_seconds"]), "--learning-rate", str(ARGS["learning_rate"]),
                "--seed", str(ARGS["seed"]), "--workers", str(ARGS["num_workers"]), *extra]
@@ -52,6 +53,8 @@ def _torchrun(corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProce
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
+# Both the torchrun job (tests/train_small.py) and the single process build the small "paper" models.
+@pytest.mark.usefixtures("small_paper_models")
 def test_two_gloo_ranks_train_one_job_equal_to_one_process(corpus, tmp_path):
     counts = {split: len(rows) for split, rows in read_manifests(corpus).items()}
     assert counts == {"train": 16, "valid": 2, "test": 2}, counts  # one global batch; one validation example per rank

@@ -38,6 +38,7 @@ def test_loader_renders_online_overdrive_as_the_numpy_effect(online_overdrive):
         np.testing.assert_allclose(noisy[b].numpy(), expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.usefixtures("small_paper_models")  # the training path, not the model size
 def test_online_overdrive_trains(online_overdrive, tmp_path):
     assert dedistort_main(["train", "--data", str(online_overdrive), "--model", "waveunet", "--epochs", "1",
                            "--batch-size", "2", "--crop-seconds", "0.5", "--workers", "0", "--max-batches", "2",

@@ -200,6 +200,7 @@ def test_loader_reads_the_same_crops_from_s3_as_from_disk(local_and_remote, tmp_
     assert np.array_equal(written.T, here[0]["target"].numpy())
 
 
+@pytest.mark.usefixtures("small_paper_models")  # the training path, not the model size
 def test_train_and_evaluate_from_s3(local_and_remote, tmp_path):
     pytest.importorskip("torch")
     from training.cli import main as dedistort_main

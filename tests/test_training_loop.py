@@ -17,6 +17,9 @@ from training.cli import main as dedistort_main  # noqa: E402
 from training.data import PairStream  # noqa: E402
 from training.train import TrainConfig, load_checkpoint, model_from_checkpoint, train, validate  # noqa: E402
 
+# The training machinery, not the paper's model sizes: "paper" builds small models here (tests/small_models.py).
+pytestmark = pytest.mark.usefixtures("small_paper_models")
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
@@ -37,7 +40,7 @@ def _config(corpus, **changes) -> TrainConfig:
 
 
 def test_short_training_raises_validation_si_sdr(corpus, tmp_path):
-    config = _config(corpus).resolved()
+    config = _config(corpus, learning_rate=1e-2).resolved()  # the small model: a higher rate learns in 3 epochs
     torch.manual_seed(0)
     untrained = models.create("waveunet", "paper")
     before = validate(untrained, PairStream(corpus, "valid", None, training=False), torch.device("cpu"), 4)

@@ -124,6 +124,7 @@ def test_a_split_smaller_than_one_batch_is_refused_with_the_numbers(corpus, tmp_
     assert not (tmp_path / "run" / "best.pt").exists()
 
 
+@pytest.mark.usefixtures("small_paper_models")  # the training path, not the model size
 def test_training_with_a_batch_above_each_readers_share_learns(corpus, tmp_path):
     from training.train import TrainConfig, train
 
