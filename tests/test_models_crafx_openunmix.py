@@ -162,15 +162,17 @@ def test_deterministic_in_eval_mode(name):
 
 
 def test_crafx_processes_channels_independently():
-    model = _fresh("crafx", "paper", 2).eval()
-    mono = _fresh("crafx", "paper", 1, seed=5)
+    # In float64: the reference's linear last BLSTM cell makes a fresh CRAFx sensitive enough that float32
+    # rounding, which differs with the batch size, shows at 1e-4 of the output's scale.
+    model = _fresh("crafx", "paper", 2).double().eval()
+    mono = _fresh("crafx", "paper", 1, seed=5).double()
     mono.load_state_dict(model.state_dict())
     mono.eval()
-    x = torch.randn(1, 2, 3000)
+    x = torch.randn(1, 2, 3000, dtype=torch.float64) * 0.3
     with torch.no_grad():
         stereo = model(x)
-        torch.testing.assert_close(stereo[:, :1], mono(x[:, :1]), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(stereo[:, 1:], mono(x[:, 1:]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stereo[:, :1], mono(x[:, :1]), rtol=1e-7, atol=1e-7)
+        torch.testing.assert_close(stereo[:, 1:], mono(x[:, 1:]), rtol=1e-7, atol=1e-7)
 
 
 def test_crafx_decoder_is_the_reference_tied_convolution():

@@ -41,10 +41,12 @@ in the original). The paper trained on 2.3 s crops (9 × 4096 samples at 16 kHz)
 Intended departures, in training only: the original's loss is the MAE of each unwindowed centre frame,
 here the training loss (the paper's SDR) is on the overlap-added output, as for the paper's other models;
 the original first pre-trains the front-end and decoder as an autoencoder (``pretrainingModel``), here
-training starts from the initialisation; the SAAFs start as the identity (the reference draws their
-parameters from N(0, 0.05²), a random near-linear map with the magnitude of 100), while the other
-initialisers are Keras's (``lecun_uniform`` front-end, ``glorot_uniform`` dense and LSTM kernels,
-orthogonal recurrent kernels drawn per gate, forget-gate bias one, zero biases).
+training starts from the initialisation; the SAAFs start as the identity, where the reference draws their
+parameters from N(0, 0.05²) (from that start, with the linear last BLSTM cell's unbounded output, a fresh
+model's output is far above its input's scale and the 40-step overfit in tests/test_models_crafx_openunmix.py
+diverged: L1 6.7 -> 10.1; from the identity it converges). The other initialisers are Keras's
+(``lecun_uniform`` front-end, ``glorot_uniform`` dense and LSTM kernels, orthogonal recurrent kernels (drawn
+per gate here), forget-gate bias one, other biases zero).
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 #: Training crop length the paper used for CRAFx (Imort et al. 2022, Section V-B), in seconds.
 PREFERRED_SEGMENT_SECONDS = 2.3
@@ -93,7 +94,8 @@ class SAAF(nn.Module):
     continuous derivative everywhere, quadratic inside each segment and linear elsewhere. Every channel has
     its own ``B // 2 + 1`` parameters (the reference's ``kernel``, ``tied_feamap=True``: rows
     ``0 .. B//2 − 1`` are ``weight``, the last row is ``slope``); there is no constant term. At
-    initialisation ``f`` is the identity (the reference draws all of them from N(0, 0.05²)).
+    initialisation ``f`` is the identity (the reference draws all of them from N(0, 0.05²); see the module
+    docstring for why not here).
 
     Args:
         channels (int): number of channels (the size of the last input axis).
@@ -507,20 +509,62 @@ def _unpool_times(bands: torch.Tensor, z: torch.Tensor, pool_size: int) -> torch
 
 
 def _recomputed(module: nn.Module, x: torch.Tensor, chunk_elements: int = 1 << 21) -> torch.Tensor:
-    """``module(x)`` for a ``module`` that maps each row ``x[i]`` alone (element-wise layers such as
-    :class:`SAAF`), in chunks of rows of about ``chunk_elements`` values, each recomputed in the backward pass.
+    """``module(x)`` for a ``module`` that maps each row ``x[i]`` alone with element-wise operations (such as
+    :class:`SAAF`), computed in chunks of rows of about ``chunk_elements`` values and recomputed chunk by chunk
+    in the backward pass.
 
     A SAAF's dozen full-size intermediates would otherwise all exist at once and be kept for the backward pass
-    (at batch 16, 2.3-s crops: about 160 MB each); this way only ``x`` is kept (activation checkpointing) and
-    the intermediates exist for one chunk at a time, in training and inference. Same values and gradients
-    (to float rounding of the parameters' gradient sums), for one more forward of the layer in the backward.
+    (at batch 16 and 2.3-s crops, 16 times its 150-MB input: 2.4 GB). This way only ``x`` is kept and the
+    intermediates exist for one chunk at a time, in training and inference; the output is written into one
+    tensor as the chunks are computed, so that no chunk outlives its turn (kept chunk outputs between freed
+    intermediates fragment the heap and the resident memory stays high). Same values and gradients (to float
+    rounding of the parameters' gradient sums), for one more forward of the layer in the backward pass.
     """
     rows = max(1, chunk_elements // max(1, x[0].numel())) if x.dim() else 1
-    grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
-    if x.dim() == 0 or (x.shape[0] <= rows and not grad):
+    if x.dim() == 0 or x.shape[0] <= rows:
         return module(x)
-    parts = [checkpoint(module, part, use_reentrant=False) if grad else module(part) for part in x.split(rows)]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    params = tuple(module.parameters())
+    return _RowChunks.apply(module, rows, x, *params)
+
+
+class _RowChunks(torch.autograd.Function):
+    """The chunked, recomputed ``module(x)`` of :func:`_recomputed`; ``params`` are the module's parameters."""
+
+    @staticmethod
+    def forward(ctx, module: nn.Module, rows: int, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        ctx.module, ctx.rows = module, rows
+        ctx.save_for_backward(x)
+        out = None
+        for start in range(0, x.shape[0], rows):
+            part = module(x[start:start + rows])
+            if out is None:
+                out = part.new_empty((x.shape[0],) + part.shape[1:])
+            out[start:start + rows] = part
+            del part
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        params = tuple(ctx.module.parameters())
+        need_x, need_params = ctx.needs_input_grad[2], ctx.needs_input_grad[3:]
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_params = [torch.zeros_like(p) if need else None for p, need in zip(params, need_params, strict=True)]
+        wanted = [p for p, need in zip(params, need_params, strict=True) if need]
+        for start in range(0, x.shape[0], ctx.rows):
+            chunk = x[start:start + ctx.rows].detach().requires_grad_(need_x)
+            with torch.enable_grad():
+                out = ctx.module(chunk)
+            grads = list(torch.autograd.grad(out, ([chunk] if need_x else []) + wanted,
+                                             grad[start:start + ctx.rows], allow_unused=True))
+            if need_x:
+                grad_x[start:start + ctx.rows] = grads.pop(0)
+            for index, need in enumerate(need_params):
+                if need:
+                    value = grads.pop(0)
+                    if value is not None:
+                        grad_params[index] += value
+        return (None, None, grad_x, *grad_params)
 
 
 def _pad_same(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
