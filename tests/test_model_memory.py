@@ -2,20 +2,25 @@
 
 CRAFx runs its front-end once per frame (and once for the all-zero context frame) and gathers each frame's
 context from there, unpools by broadcasting, and recomputes its full-rate SAAF in the backward pass in
-chunks. Each is checked against the straightforward computation it
-replaced (kept here as a reference), and the saved bytes are counted with ``saved_tensors_hooks``.
+chunks; Wave-U-Net's fixed sinc resampling keeps nothing of its input. Each is checked against the
+straightforward computation it replaced (kept here as a reference), and the saved bytes are counted with
+``saved_tensors_hooks``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from training.models import crafx
+from training.models import crafx, waveunet
 from training.models.crafx import SAAF, CRAFx
 
 # A small CRAFx: 4 filters, 64-sample frames (8 pooled steps), 2 context frames each side.
+# Its SAAF input rows are small: recompute it in chunks of a few rows, as the paper-size model does.
+CHUNKED = functools.partial(crafx._recomputed, chunk_elements=1024)
 SMALL = {"filters": 4, "kernel_size": 8, "filterbank_kernel_size": 16, "pool_size": 8, "frame_length": 64,
          "hop_length": 32, "context_frames": 2, "lstm_units": (6, 2), "dense_units": (4,), "se_units": 8}
 
@@ -97,6 +102,7 @@ def test_crafx_output_and_gradients_equal_the_framewise_front_end_without_recomp
     results = []
     for reference in (False, True):
         with monkeypatch.context() as patch:
+            patch.setattr(crafx, "_recomputed", CHUNKED)
             if reference:
                 patch.setattr(CRAFx, "context_features", _context_features_framewise)
                 patch.setattr(crafx, "_recomputed", lambda module, x: module(x))
@@ -116,6 +122,7 @@ def test_crafx_output_and_gradients_equal_the_framewise_front_end_without_recomp
 def test_crafx_keeps_less_for_backward_than_the_framewise_front_end(monkeypatch):
     model = _small_crafx().train()
     x = torch.randn(4, 1, 1000, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(crafx, "_recomputed", CHUNKED)
     ours = _saved_bytes(model, x)
     monkeypatch.setattr(CRAFx, "context_features", _context_features_framewise)
     monkeypatch.setattr(crafx, "_recomputed", lambda module, x: module(x))
@@ -143,3 +150,45 @@ def test_recomputed_saaf_in_chunks_equals_the_saaf_and_keeps_only_its_input():
     # The SAAF keeps several tensors of x's size; recomputed, only x itself (and tiny parameter views).
     assert _saved_bytes(saaf, x) > 3 * x.numel() * 4
     assert _saved_bytes(lambda v: crafx._recomputed(saaf, v, chunk_elements=1000), x) <= x.numel() * 4 + 4096
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("length", [29, 32])
+def test_waveunet_fixed_filter_equals_the_convolution_and_keeps_nothing_of_its_input(transposed, length):
+    weight = waveunet.sinc_filter(waveunet.RESAMPLE_TAPS, 0.125).repeat(3, 1, 1)
+    x = torch.randn(2, 3, length, generator=torch.Generator().manual_seed(8), requires_grad=True)
+    convolve = F.conv_transpose1d if transposed else F.conv1d
+    results = []
+    for function in (lambda v: convolve(v, weight, stride=4, groups=3),
+                     lambda v: waveunet._FixedFilter.apply(v, weight, 4, 3, transposed)):
+        x.grad = None
+        out = function(x)
+        out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(9)))
+        results.append((out.detach(), x.grad.clone()))
+    for ours, reference in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-7)
+    assert _saved_bytes(lambda v: convolve(v, weight, stride=4, groups=3), x) >= x.numel() * 4
+    assert _saved_bytes(lambda v: waveunet._FixedFilter.apply(v, weight, 4, 3, transposed), x) <= weight.numel() * 4
+    assert torch.autograd.gradcheck(lambda v: waveunet._FixedFilter.apply(v, weight.double(), 4, 3, transposed),
+                                    (x.detach().double().requires_grad_(),))
+
+
+def test_waveunet_output_and_gradients_unchanged_by_the_fixed_filter(monkeypatch):
+    generator = torch.Generator().manual_seed(10)
+    x, target = torch.randn(2, 1, 700, generator=generator), torch.randn(2, 1, 700, generator=generator)
+    torch.manual_seed(0)
+    model = waveunet.WaveUNet(channels=1, levels=3, features=8).train()
+    results = []
+    for reference in (False, True):
+        with monkeypatch.context() as patch:
+            if reference:
+                patch.setattr(waveunet._FixedFilter, "apply", lambda v, w, stride, groups, transposed: (
+                    F.conv_transpose1d if transposed else F.conv1d)(v, w, stride=stride, groups=groups))
+            model.zero_grad()
+            out = model(x)
+            ((out - target) ** 2).mean().backward()
+            results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (out, grads), (out_ref, grads_ref) = results
+    torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-7)
+    for name, grad in grads.items():
+        _assert_close_to_scale(grad, grads_ref[name], name=name)

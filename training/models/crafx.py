@@ -28,7 +28,8 @@ Its framing is followed here, for training and evaluation alike:
 - the front-end (convolution, ``|·|``, depth-wise filterbank, softplus, max pooling by 64) runs on each of
   the 9 frames, and their pooled features are concatenated feature-wise at each of the 64 pooled steps;
 - the BLSTMs run over those 64 steps; the multiplicative residual uses the centre frame's convolution
-  output; the squeeze-and-excitation averages over the frame; the tied transposed convolution decodes it;
+  output; the squeeze-and-excitation averages over the frame; the tied decoder (a convolution with the
+  front-end's kernel) decodes it;
 - the 4096-sample output frames are overlap-added with a periodic Hann window at hop 2048 (the windows sum
   to 1; ``overlap(..., windowing=True, rate=2)``) and the centring padding is cropped off. ``overlap`` leaves
   out the last frame, so in the original the last 2048 samples fade out under half a window (they were
@@ -299,7 +300,7 @@ class CRAFx(nn.Module):
     Args:
         channels (int): audio channels of the input (each one processed alone; no parameter depends on it).
         filters (int): filters of the front-end convolution (the learnable frequency decomposition).
-        kernel_size (int): its kernel length in samples (also that of the tied transposed convolution).
+        kernel_size (int): its kernel length in samples (also that of the tied decoder).
         filterbank_kernel_size (int): kernel length in samples of the depth-wise filterbank convolution.
         pool_size (int): max-pooling (and unpooling) factor in samples; a frame has frame_length / pool_size
             latent steps.
@@ -387,7 +388,7 @@ class CRAFx(nn.Module):
                                    for size, units, activation in zip(sizes[:-1], lstm_units, activations, strict=True))
         saaf = {"break_points": saaf_break_points, "break_range": saaf_break_range, "magnitude": saaf_magnitude}
         self.latent_saaf = SAAF(filters, **saaf)
-        # Synthesis back-end (DNN-SAAF-SE) and the transposed front-end convolution's bias.
+        # Synthesis back-end (DNN-SAAF-SE) and the tied decoder's bias.
         widths = (filters,) + dense_units + (filters,)
         self.dense = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.dense_saaf = SAAF(filters, **saaf)
@@ -435,7 +436,7 @@ class CRAFx(nn.Module):
             d = dense(d)
             d = torch.tanh(d) if index < len(self.dense) - 1 else d
         y = y + self.excitation(_recomputed(self.dense_saaf, d))
-        # Decoder: the front-end kernel transposed (tied weights).
+        # Decoder: the front-end kernel, channel-transposed (tied weights).
         return self._decode(y.transpose(1, 2), length).reshape(batch, count, length)
 
     def context_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

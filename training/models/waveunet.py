@@ -93,11 +93,42 @@ class Resample(nn.Module):
         pad = (RESAMPLE_TAPS - 1) // 2
         x = F.pad(x, (pad, pad), mode="reflect")
         if not self.up:
-            return F.conv1d(x, self.filter, stride=self.stride, groups=self.channels)
+            return _FixedFilter.apply(x, self.filter, self.stride, self.channels, False)
         # Zero-stuffing and filtering in one transposed convolution, then the centre (length - 1)·stride + 1.
-        out = F.conv_transpose1d(x, self.filter, stride=self.stride, groups=self.channels)
+        out = _FixedFilter.apply(x, self.filter, self.stride, self.channels, True)
         excess = out.shape[-1] - ((length - 1) * self.stride + 1)
         return out[..., excess // 2: out.shape[-1] - excess // 2]
+
+
+class _FixedFilter(torch.autograd.Function):
+    """Strided depth-wise convolution (or its transpose) ``(N, C, T) -> (N, C, T')`` with a fixed filter.
+
+    Autograd's convolution keeps its input for the filter's gradient even when the filter needs none; the
+    input's gradient needs only the filter. So this keeps nothing of the input for the backward pass (the
+    reflect-padded input of each resampling, as large as the level's activations). Same values and
+    gradients as ``F.conv1d`` / ``F.conv_transpose1d``. Under autocast the gradient is computed in the
+    incoming gradient's dtype and returned in the input's.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, groups: int,
+                transposed: bool) -> torch.Tensor:
+        if weight.requires_grad:
+            raise ValueError("_FixedFilter is for filters that need no gradient")
+        ctx.save_for_backward(weight)
+        ctx.stride, ctx.groups, ctx.transposed, ctx.shape, ctx.dtype = stride, groups, transposed, x.shape, x.dtype
+        convolve = F.conv_transpose1d if transposed else F.conv1d
+        return convolve(x, weight, stride=stride, groups=groups)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+        (weight,) = ctx.saved_tensors
+        weight = weight.to(grad.dtype)
+        if ctx.transposed:  # the adjoint of a transposed convolution is the convolution
+            grad_x = F.conv1d(grad, weight, stride=ctx.stride, groups=ctx.groups)
+        else:
+            grad_x = torch.nn.grad.conv1d_input(ctx.shape, weight, grad, stride=ctx.stride, groups=ctx.groups)
+        return grad_x.to(ctx.dtype), None, None, None, None
 
 
 class DownsamplingBlock(nn.Module):
