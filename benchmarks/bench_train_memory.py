@@ -1,6 +1,7 @@
 """Peak memory of training on the CPU: one training step and one validation pass per model, each in a fresh process.
 
     python benchmarks/bench_train_memory.py [--models crafx,waveunet,openunmix,demucs] [--batch 16]
+        [--phases train,validate-whole-batch,validate-bounded]
 
 For each model (paper size, mono, 16 kHz) a child process measures its peak resident set size
 (``resource.getrusage(...).ru_maxrss``) after building the model (the baseline: Python, torch, weights),
@@ -28,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SAMPLE_RATE = 16000
+PHASES = ("train", "validate-whole-batch", "validate-bounded")
 EXAMPLE_SECONDS = 10.0
 
 
@@ -83,12 +85,16 @@ def main() -> None:
     parser.add_argument("--models", default="crafx,waveunet,openunmix,demucs")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--profile", help="print the top allocating operators of this model's training step")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {', '.join(PHASES)} (the others print as -)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "PHASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child, args.batch, args.profile == args.child[0])))
         return
-    phases = ("train", "validate-whole-batch", "validate-bounded")
+    phases = tuple(phase for phase in PHASES if phase in args.phases.split(","))
+    if not phases or set(args.phases.split(",")) - set(PHASES):
+        parser.error(f"--phases must name some of {', '.join(PHASES)}, got {args.phases!r}")
     print(f"peak resident memory above the baseline (MB), batch {args.batch}, CPU, paper sizes")
     print(f"{'model':10s} {'baseline':>9s} {'train step':>11s} {'valid, batch':>13s} {'valid, bounded':>15s}  ratio")
     for name in args.models.split(","):
@@ -101,11 +107,13 @@ def main() -> None:
             if result.stderr.strip() and args.profile == name and phase == "train":
                 print(result.stderr)
             row[phase] = json.loads(result.stdout.strip().splitlines()[-1])
-        base = row["train"]["baseline_mb"]
-        above = {phase: row[phase]["peak_mb"] - row[phase]["baseline_mb"] for phase in phases}
-        ratio = above["validate-whole-batch"] / max(above["validate-bounded"], 1)
-        print(f"{name:10s} {base:9.0f} {above['train']:11.0f} {above['validate-whole-batch']:13.0f} "
-              f"{above['validate-bounded']:15.0f}  {ratio:.1f}x")
+        base = row[phases[0]]["baseline_mb"]
+        above = {phase: f"{row[phase]['peak_mb'] - row[phase]['baseline_mb']:.0f}" if phase in row else "-"
+                 for phase in PHASES}
+        ratio = (f"{float(above['validate-whole-batch']) / max(float(above['validate-bounded']), 1):.1f}x"
+                 if "-" not in (above["validate-whole-batch"], above["validate-bounded"]) else "-")
+        print(f"{name:10s} {base:9.0f} {above['train']:>11s} {above['validate-whole-batch']:>13s} "
+              f"{above['validate-bounded']:>15s}  {ratio}")
 
 
 if __name__ == "__main__":
