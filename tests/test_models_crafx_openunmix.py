@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from training.models import crafx, create, openunmix, parameter_count
-from training.models.crafx import SAAF, CRAFx
+from training.models.crafx import BLSTM, SAAF, CRAFx
 from training.models.openunmix import OpenUnmix
 
 SIZES = ("paper", "original")
@@ -226,6 +226,22 @@ def test_crafx_crop_and_whole_signal_see_the_same_context():
     torch.testing.assert_close(part[..., inside], whole[..., start:start + crop][..., inside], rtol=1e-4, atol=1e-5)
     # Near the crop's edges the context is zeros instead of signal: there the outputs differ.
     assert (part[..., :hop] - whole[..., start:start + hop]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("activation", ["tanh", "linear"])
+def test_blstm_dropout_path_with_unit_masks_is_the_plain_path(activation):
+    # Training with Keras's per-sequence masks (inputs and previous outputs, per gate) takes another code
+    # path than evaluation (checked against the Keras golden in test_model_parity.py): all-one masks give
+    # the same output, and real masks change it.
+    torch.manual_seed(0)
+    lstm = BLSTM(6, 5, activation, dropout=0.5, recurrent_dropout=0.5)
+    x = torch.randn(3, 7, 6)
+    plain = lstm.eval()(x)
+    assert plain.shape == (3, 7, 10)
+    lstm.train()
+    assert (lstm(x) - plain).abs().max() > 1e-3
+    lstm._masks = lambda rate, shape, like: like.new_ones(shape)
+    torch.testing.assert_close(lstm(x), plain, rtol=1e-6, atol=1e-6)
 
 
 # --- SAAF ----------------------------------------------------------------------------------------------

@@ -226,34 +226,43 @@ class BLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, steps, features = x.shape
         units = self.units
-        weight_ih = self.weight_ih.view(2, 4, units, features)
+        # Gates reordered i, f, o, c, and hard_sigmoid's 0.2·a + 0.5 folded into the i, f, o weights and
+        # biases, so that a step is one baddbmm, one clamp (hardtanh to [0, 1]) and the cell update.
+        order = [0, 1, 3, 2]
+        scale = x.new_tensor([0.2, 0.2, 0.2, 1.0]).view(1, 4, 1, 1)
+        offset = x.new_tensor([0.5, 0.5, 0.5, 0.0]).view(1, 4, 1)
+        weight_ih = self.weight_ih.view(2, 4, units, features)[:, order] * scale
+        weight_hh = self.weight_hh.view(2, 4, units, units)[:, order] * scale
+        bias = self.bias.view(2, 4, units)[:, order] * scale[..., 0] + offset
         # Input projections of every step at once: (2 directions, 4 gates, N, T, units).
         masks = self._masks(self.dropout, (2, 4, batch, 1, features), x)
         if masks is None:
             gates_x = torch.einsum("ntk,dguk->dgntu", x, weight_ih)
         else:
             gates_x = torch.einsum("dgntk,dguk->dgntu", x * masks, weight_ih)
-        gates_x = gates_x + self.bias.view(2, 4, 1, 1, units)
-        # The backward direction reads the sequence reversed.
-        gates_x = torch.stack([gates_x[0], gates_x[1].flip(2)]).permute(3, 0, 1, 2, 4)  # (T, 2, 4, N, units)
+        gates_x = gates_x + bias[:, :, None, None, :]
+        # The backward direction reads the sequence reversed: (T, 2, N, 4·units).
+        gates_x = torch.stack([gates_x[0], gates_x[1].flip(2)]).permute(3, 0, 2, 1, 4).reshape(steps, 2, batch, -1)
         recurrent = self._masks(self.recurrent_dropout, (2, 4, batch, units), x)
-        weight_hh = self.weight_hh.view(2, 4, units, units)
-        weight_hh_t = self.weight_hh.transpose(1, 2)  # (2, units, 4·units)
+        if recurrent is None:
+            weight_hh_t = weight_hh.reshape(2, 4 * units, units).transpose(1, 2)  # (2, units, 4·units)
+        else:
+            weight_hh_t = weight_hh.transpose(2, 3).reshape(8, units, units)  # per direction and gate
         h = x.new_zeros(2, batch, units)
         c = x.new_zeros(2, batch, units)
+        linear = self.activation == "linear"
         outputs = []
         for t in range(steps):
             if recurrent is None:
-                gates_h = torch.bmm(h, weight_hh_t).view(2, batch, 4, units).transpose(1, 2)
+                gates = torch.baddbmm(gates_x[t], h, weight_hh_t)  # (2, N, 4·units)
             else:
-                gates_h = torch.einsum("dgnv,dguv->dgnu", h[:, None] * recurrent, weight_hh)
-            gates = gates_x[t] + gates_h  # (2, 4, N, units)
-            i, f, o = ((0.2 * gates[:, g] + 0.5).clamp(0.0, 1.0) for g in (0, 1, 3))
-            candidate = gates[:, 2]
-            if self.activation == "tanh":
-                candidate = torch.tanh(candidate)
-            c = f * c + i * candidate
-            h = o * (torch.tanh(c) if self.activation == "tanh" else c)
+                gates_h = torch.bmm((h[:, None] * recurrent).reshape(8, batch, units), weight_hh_t)
+                gates = gates_x[t] + gates_h.view(2, 4, batch, units).transpose(1, 2).reshape(2, batch, -1)
+            ifo = F.hardtanh(gates[..., :3 * units], 0.0, 1.0)
+            i, f, o = ifo.chunk(3, dim=-1)
+            candidate = gates[..., 3 * units:]
+            c = torch.addcmul(f * c, i, candidate if linear else torch.tanh(candidate))
+            h = o * (c if linear else torch.tanh(c))
             outputs.append(h)
         out = torch.stack(outputs, dim=2)  # (2, N, T, units)
         return torch.cat([out[0], out[1].flip(1)], dim=-1)
