@@ -26,7 +26,8 @@ Its framing is followed here, for training and evaluation alike:
   a window (``slicing(..., windowing=False)``); 4 all-zero frames are added before the first and after the
   last, and each frame is modelled with its 4 previous and 4 next frames (``GeneratorContext``);
 - the front-end (convolution, ``|·|``, depth-wise filterbank, softplus, max pooling by 64) runs on each of
-  the 9 frames, and their pooled features are concatenated feature-wise at each of the 64 pooled steps;
+  the 9 frames, and their pooled features are concatenated feature-wise at each of the 64 pooled steps
+  (computed here once per frame, and once for the all-zero frame, then gathered: ``CRAFx.context_features``);
 - the BLSTMs run over those 64 steps; the multiplicative residual uses the centre frame's convolution
   output; the squeeze-and-excitation averages over the frame; the tied decoder (a convolution with the
   front-end's kernel) decodes it;
