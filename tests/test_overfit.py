@@ -5,14 +5,18 @@
    underfitting of paper-size Demucs on a real-guitar corpus). Batches must mix recordings whatever the
    shuffle buffer.
 2. Each of the four models, in a tiny configuration of its own architecture, fits one fixed batch of
-   overdriven guitar crops far above the input within a few hundred CPU steps: an architecture or loss
-   that cannot learn the map fails here in seconds, not after hours of training.
+   overdriven guitar crops far above the input within a few hundred CPU steps: the waveform models
+   (CRAFx, Wave-U-Net, Demucs) beyond 20 dB SI-SDR, Open-Unmix (a magnitude mask with the input's phase)
+   within 3 dB of the best any such mask does. An architecture or loss that cannot learn the map fails
+   here in minutes, not after hours of training. Opt-in (DEDISTORT_SLOW_TESTS=1): CRAFx's framing makes
+   its 300 steps minutes on a busy machine. Measured figures: BENCHMARKS.md, "Training: does it learn".
 """
 
 from __future__ import annotations
 
 import collections
 import importlib
+import math
 import os
 from pathlib import Path
 
@@ -56,25 +60,35 @@ def test_batches_mix_recordings_whatever_the_shuffle_buffer(long_recordings, thr
     assert np.mean(recordings) >= 2.5, recordings
 
 
-#: Tiny configurations (each model's "paper" config with these changes): tens of thousands of parameters.
+#: Tiny configurations (each model's "paper" config with these changes): tens of thousands of parameters, the
+#: layers of the model's own architecture. CRAFx keeps 1024-sample frames with 2 context frames each side.
 TINY = {
     "crafx": {"filters": 8, "kernel_size": 32, "filterbank_kernel_size": 64, "pool_size": 16, "frame_length": 1024,
               "hop_length": 512, "context_frames": 2, "lstm_units": (16, 8, 4), "dense_units": (8, 8, 8),
               "se_units": 16, "dropout": 0.0},
-    "waveunet": {"levels": 3, "features": 8},
+    "waveunet": {"levels": 3, "features": 16},
     "openunmix": {"n_fft": 512, "hop_length": 128, "hidden_size": 32, "nb_layers": 1, "dropout": 0.0},
-    "demucs": {"depth": 2, "channels_first": 8},
+    "demucs": {"depth": 2, "channels_first": 16},
 }
 CLASSES = {"crafx": "CRAFx", "waveunet": "WaveUNet", "openunmix": "OpenUnmix", "demucs": "Demucs"}
-LEARNING_RATE = {"crafx": 1e-2, "waveunet": 1e-2, "openunmix": 1e-2, "demucs": 1e-2}
-STEPS = 200
+#: Adam's peak learning rate (reached after WARMUP_STEPS, then a cosine decay to 0 at the last step) and the
+#: steps, per model. A constant 1e-2 was noisy at the end and slower: tiny Demucs got 15.7 dB in 200 steps.
+LEARNING_RATE = {"crafx": 1e-2, "waveunet": 5e-3, "openunmix": 1e-2, "demucs": 2e-2}
+STEPS = {"crafx": 300, "waveunet": 200, "openunmix": 200, "demucs": 200}
+WARMUP_STEPS = 20
+#: The issue's bar for the waveform models, in dB of SI-SDR.
+TARGET_DB = 20.0
 
 
 @pytest.fixture(scope="module")
 def overdriven_batch() -> tuple[torch.Tensor, torch.Tensor]:
-    """Two 0.25-s crops of guitar at 16 kHz through SoX's overdrive at 30 dB: (input, target), (2, 1, 4000)."""
-    clean = np.stack([demo_guitar(0.25, 16000, seed=40 + i, peak=0.5) for i in range(2)])
-    noisy = np.stack([effects.overdrive(c, gain_db=30.0) for c in clean])
+    """A 0.125-s crop of guitar at 16 kHz through SoX's overdrive at 30 dB: (input, target), (1, 1, 2000).
+
+    One short crop: 2,000 samples to fit exactly. Two crops (or 0.25 s) need more steps than a few hundred
+    for CRAFx (17.5 dB after 300 steps on two 0.125-s crops at a peak rate of 3e-2) and cost twice as much.
+    """
+    clean = demo_guitar(0.125, 16000, seed=40, peak=0.5)[None]  # (1, 1, 2000)
+    noisy = effects.overdrive(clean[0], gain_db=30.0)[None]
     return torch.from_numpy(noisy), torch.from_numpy(clean)
 
 
@@ -88,30 +102,47 @@ def _magnitude_ceiling(noisy: torch.Tensor, clean: torch.Tensor, n_fft: int, hop
 
 
 @pytest.mark.skipif(not os.environ.get("DEDISTORT_SLOW_TESTS"),
-                    reason="about 6 minutes on 2 cores (CRAFx alone 3.5); set DEDISTORT_SLOW_TESTS=1 to run it")
+                    reason="about 2 minutes on 2 idle cores (CRAFx alone 1); set DEDISTORT_SLOW_TESTS=1 to run it")
 @pytest.mark.parametrize("name", list(TINY))
 def test_model_overfits_one_batch_of_overdriven_crops(name, overdriven_batch):
     noisy, clean = overdriven_batch
-    start = float(si_sdr(noisy, clean).mean())  # about 4 dB
+    start = float(si_sdr(noisy, clean).mean())  # 5.75 dB
     module = importlib.import_module(f"training.models.{name}")
     torch.manual_seed(0)
     model = getattr(module, CLASSES[name])(channels=1, **{**module.CONFIGS["paper"], **TINY[name]})
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE[name])
+    steps = STEPS[name]
+    # Linear warm-up, then a cosine decay to 0: large early steps get the model past its poor start
+    # (Demucs starts near -14 dB: no input-to-output path), small late ones let it settle on the fit.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS)
+                                                 * 0.5 * (1.0 + math.cos(math.pi * step / steps)))
     scores = []
+    threads = torch.get_num_threads()
+    # One thread: at these sizes intra-op threads gain little, and on a busy machine they wait on each other.
+    torch.set_num_threads(1)
+    try:
+        _fit(model, optimizer, schedule, noisy, clean, steps, scores)
+    finally:
+        torch.set_num_threads(threads)
+    best = max(scores[-20:])
+    history = collections.OrderedDict((step, round(scores[step], 1)) for step in range(0, steps, 50))
+    print(f"{name}: input {start:.2f} dB, first step {scores[0]:.1f} dB, best of the last 20 steps {best:.2f} dB")
+    if name == "openunmix":
+        # A magnitude mask with the input's phase cannot reach 20 dB: overdrive changes the phase, and the
+        # clean magnitude with the input's phase (the best any mask does) scores about 10 dB on these crops.
+        ceiling = _magnitude_ceiling(noisy, clean, TINY[name]["n_fft"], TINY[name]["hop_length"])
+        assert best > start + 3.0 and best > ceiling - 3.0, (start, ceiling, best, history)
+    else:
+        assert best > TARGET_DB, (start, best, history)
+
+
+def _fit(model, optimizer, schedule, noisy: torch.Tensor, clean: torch.Tensor, steps: int, scores: list) -> None:
+    """``steps`` Adam steps on −SI-SDR of one batch, appending each step's SI-SDR (dB) to ``scores``."""
     with torch.random.fork_rng():
-        for _ in range(STEPS):
+        for _ in range(steps):
             score = si_sdr(model(noisy), clean).mean()
             optimizer.zero_grad(set_to_none=True)
             (-score).backward()
             optimizer.step()
+            schedule.step()
             scores.append(score.item())
-    best = max(scores[-20:])
-    history = collections.OrderedDict((step, round(scores[step], 1)) for step in range(0, STEPS, 50))
-    if name == "openunmix":
-        # A magnitude mask with the input's phase: overdrive's phase changes cap it near 10 dB here, below 20.
-        ceiling = _magnitude_ceiling(noisy, clean, TINY[name]["n_fft"], TINY[name]["hop_length"])
-        assert best > start + 3.0 and best > ceiling - 3.0, (start, ceiling, best, history)
-    else:
-        # Far above the input. (The issue's goal of > 20 dB is not reached by tiny Demucs in a few
-        # hundred steps: it has no input-to-output path and starts near -24 dB; see BENCHMARKS.md.)
-        assert best > start + 6.0, (start, best, history)
