@@ -169,8 +169,6 @@ def test_waveunet_fixed_filter_equals_the_convolution_and_keeps_nothing_of_its_i
         torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-7)
     assert _saved_bytes(lambda v: convolve(v, weight, stride=4, groups=3), x) >= x.numel() * 4
     assert _saved_bytes(lambda v: waveunet._FixedFilter.apply(v, weight, 4, 3, transposed), x) <= weight.numel() * 4
-    assert torch.autograd.gradcheck(lambda v: waveunet._FixedFilter.apply(v, weight.double(), 4, 3, transposed),
-                                    (x.detach().double().requires_grad_(),))
 
 
 def test_waveunet_output_and_gradients_unchanged_by_the_fixed_filter(monkeypatch):
