@@ -60,6 +60,26 @@ def _assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rtol: f
     assert (actual - expected).abs().max().item() <= rtol * scale + 1e-12, (name, scale)
 
 
+def _assert_same_outputs_and_gradients(model, x, target, monkeypatch, patch_now, patch_reference,
+                                        seed: int | None = None) -> None:
+    """One training step's output and gradients, with ``patch_now`` and then with ``patch_reference`` applied
+    (each gets a ``monkeypatch`` context), agree: outputs to float rounding, gradients to their scale."""
+    results = []
+    for patch_with in (patch_now, patch_reference):
+        with monkeypatch.context() as patch:
+            patch_with(patch)
+            if seed is not None:
+                torch.manual_seed(seed)  # the same dropout masks
+            model.zero_grad()
+            out = model(x)
+            ((out - target) ** 2).mean().backward()
+            results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (out, grads), (out_ref, grads_ref) = results
+    torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-7)
+    for name, grad in grads.items():
+        _assert_close_to_scale(grad, grads_ref[name], name=name)
+
+
 def _saved_bytes(function, *args) -> int:
     """Bytes of the distinct storages autograd keeps for the backward pass of ``function(*args)``."""
     storages = {}
@@ -99,24 +119,15 @@ def test_crafx_output_and_gradients_equal_the_framewise_front_end_without_recomp
     generator = torch.Generator().manual_seed(3)
     x, target = torch.randn(2, 1, 300, generator=generator), torch.randn(2, 1, 300, generator=generator)
     model = _small_crafx(context_frames=context_frames).train()
-    results = []
-    for reference in (False, True):
-        with monkeypatch.context() as patch:
-            patch.setattr(crafx, "_recomputed", CHUNKED)
-            if reference:
-                patch.setattr(CRAFx, "context_features", _context_features_framewise)
-                patch.setattr(crafx, "_recomputed", lambda module, x: module(x))
-                patch.setattr(crafx, "_unpool_times", lambda bands, z, pool: bands.transpose(1, 2)
-                              * z.repeat_interleave(pool, dim=1))
-            torch.manual_seed(4)  # the same dropout masks
-            model.zero_grad()
-            out = model(x)
-            ((out - target) ** 2).mean().backward()
-            results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (out, grads), (out_ref, grads_ref) = results
-    torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-7)
-    for name, grad in grads.items():
-        _assert_close_to_scale(grad, grads_ref[name], name=name)
+
+    def framewise(patch):
+        patch.setattr(CRAFx, "context_features", _context_features_framewise)
+        patch.setattr(crafx, "_recomputed", lambda module, x: module(x))
+        patch.setattr(crafx, "_unpool_times", lambda bands, z, pool: bands.transpose(1, 2)
+                      * z.repeat_interleave(pool, dim=1))
+
+    _assert_same_outputs_and_gradients(model, x, target, monkeypatch,
+                                       lambda patch: patch.setattr(crafx, "_recomputed", CHUNKED), framewise, seed=4)
 
 
 def test_crafx_keeps_less_for_backward_than_the_framewise_front_end(monkeypatch):
@@ -176,17 +187,9 @@ def test_waveunet_output_and_gradients_unchanged_by_the_fixed_filter(monkeypatch
     x, target = torch.randn(2, 1, 700, generator=generator), torch.randn(2, 1, 700, generator=generator)
     torch.manual_seed(0)
     model = waveunet.WaveUNet(channels=1, levels=3, features=8).train()
-    results = []
-    for reference in (False, True):
-        with monkeypatch.context() as patch:
-            if reference:
-                patch.setattr(waveunet._FixedFilter, "apply", lambda v, w, stride, groups, transposed: (
-                    F.conv_transpose1d if transposed else F.conv1d)(v, w, stride=stride, groups=groups))
-            model.zero_grad()
-            out = model(x)
-            ((out - target) ** 2).mean().backward()
-            results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (out, grads), (out_ref, grads_ref) = results
-    torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-7)
-    for name, grad in grads.items():
-        _assert_close_to_scale(grad, grads_ref[name], name=name)
+
+    def plain_convolution(patch):
+        patch.setattr(waveunet._FixedFilter, "apply", lambda v, w, stride, groups, transposed: (
+            F.conv_transpose1d if transposed else F.conv1d)(v, w, stride=stride, groups=groups))
+
+    _assert_same_outputs_and_gradients(model, x, target, monkeypatch, lambda patch: None, plain_convolution)
