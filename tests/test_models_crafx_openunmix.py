@@ -144,6 +144,12 @@ def test_overfits_one_pair(name, size):
         optimizer.zero_grad()
         loss = F.l1_loss(model(x), target)
         loss.backward()
+        if name == "crafx":
+            # The reference's BLSTMs with dropout (per-sequence masks) and a linear last cell: in training mode a
+            # fresh CRAFx's output is about 100 times its evaluation-mode output (L1 68 against 0.56 here), and
+            # unclipped Adam steps swung the loss to 1e5 and back, whose end depended on float rounding
+            # (threads). Clipped at norm 1, runs with 1 and 2 threads ended at 0.19 and 0.34.
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
     print(f"{name} {size}: L1 {losses[0]:.4f} -> {losses[-1]:.4f}")
