@@ -415,8 +415,8 @@ class CRAFx(nn.Module):
 
     def _keras_initialisation(self) -> None:
         """The reference's initialisers: ``lecun_uniform`` for both front-end convolutions, Keras's default
-        ``glorot_uniform`` for the dense layers, zero biases (the BLSTMs initialise themselves; the SAAFs
-        start as the identity, see the module docstring)."""
+        ``glorot_uniform`` for the dense layers, zero biases (the BLSTMs and SAAFs initialise themselves, as the
+        reference's do)."""
         with torch.no_grad():
             for conv in (self.conv, self.filterbank):
                 fan_in = conv.weight.shape[1] * conv.weight.shape[2]
