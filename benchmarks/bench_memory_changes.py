@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-SAMPLE_RATE = 16000
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+from bench_train_memory import overdriven_crops, peak_mb  # noqa: E402 (this folder: the same crops and reading)
 
 
 def _previous_crafx() -> None:
@@ -67,11 +61,8 @@ def _previous_waveunet() -> None:
 
 
 def child(model_name: str, version: str, batch: int, steps: int) -> dict:
-    import numpy as np
     import torch
 
-    import effects
-    from datagen.demo import demo_guitar
     from training import models
     from training.losses import si_sdr
     from training.train import CROP_SECONDS
@@ -82,10 +73,8 @@ def child(model_name: str, version: str, batch: int, steps: int) -> dict:
     model = models.create(model_name, "paper", channels=1).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     seconds = CROP_SECONDS.get(model_name, 2.0)
-    clean = np.stack([demo_guitar(seconds, SAMPLE_RATE, seed=i, peak=0.5) for i in range(batch)])
-    noisy = np.stack([effects.overdrive(c, gain_db=35.0) for c in clean])
-    x, y = torch.from_numpy(noisy), torch.from_numpy(clean)  # (batch, 1, samples)
-    baseline = _peak_mb()
+    x, y = overdriven_crops(batch, seconds)  # (batch, 1, samples)
+    baseline = peak_mb()
 
     def step() -> float:
         loss = -si_sdr(model(x), y).mean()
@@ -95,7 +84,7 @@ def child(model_name: str, version: str, batch: int, steps: int) -> dict:
         return loss.item()
 
     first_loss = step()
-    peak = _peak_mb()
+    peak = peak_mb()
     start = time.perf_counter()
     for _ in range(steps):
         step()

@@ -33,16 +33,28 @@ PHASES = ("train", "validate-whole-batch", "validate-bounded")
 EXAMPLE_SECONDS = 10.0
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def child(model_name: str, phase: str, batch: int, profile: bool) -> dict:
+def overdriven_crops(batch: int, seconds: float):
+    """``batch`` demo-guitar crops of ``seconds`` s through overdrive at 35 dB: (input, target) tensors
+    ``(batch, 1, samples)`` at :data:`SAMPLE_RATE`."""
     import numpy as np
     import torch
 
     import effects
     from datagen.demo import demo_guitar
+
+    clean = np.stack([demo_guitar(seconds, SAMPLE_RATE, seed=i, peak=0.5) for i in range(batch)])
+    noisy = np.stack([effects.overdrive(c, gain_db=35.0) for c in clean])
+    return torch.from_numpy(noisy), torch.from_numpy(clean)
+
+
+def child(model_name: str, phase: str, batch: int, profile: bool) -> dict:
+    import torch
+
     from training import models
     from training.losses import si_sdr
     from training.train import CROP_SECONDS, validation_batch_size
@@ -51,10 +63,8 @@ def child(model_name: str, phase: str, batch: int, profile: bool) -> dict:
     model = models.create(model_name, "paper", channels=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     seconds = CROP_SECONDS.get(model_name, 2.0) if phase == "train" else EXAMPLE_SECONDS
-    clean = np.stack([demo_guitar(seconds, SAMPLE_RATE, seed=i, peak=0.5) for i in range(batch)])
-    noisy = np.stack([effects.overdrive(c, gain_db=35.0) for c in clean])
-    x, y = torch.from_numpy(noisy), torch.from_numpy(clean)
-    baseline = _peak_mb()
+    x, y = overdriven_crops(batch, seconds)
+    baseline = peak_mb()
     if phase == "train":
         def step() -> None:
             model.train()
@@ -77,7 +87,7 @@ def child(model_name: str, phase: str, batch: int, profile: bool) -> dict:
         with torch.no_grad():
             for start in range(0, batch, size):
                 si_sdr(model(x[start:start + size]), y[start:start + size])
-    return {"baseline_mb": baseline, "peak_mb": _peak_mb()}
+    return {"baseline_mb": baseline, "peak_mb": peak_mb()}
 
 
 def main() -> None:
